@@ -1,0 +1,160 @@
+// The generic node tree behind apemu's sysfs (Linux kernfs; SerenityOS's SysFS component layer).
+//
+// A Tree holds directories, attributes (text files backed by show/store callbacks) and symlinks.
+// It knows nothing about devices: the driver core (core/) decides what to create; the FUSE adapter
+// (fusefs/) and the exporter only read it. Node ids are inode numbers: they increase
+// monotonically and are never reused.
+//
+// Divergences from Linux: children are kept sorted by name (kernfs orders by name hash), so
+// readdir order is alphabetical; binary attributes do not exist.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "apemu/base/result.h"
+
+namespace apemu::kernfs {
+
+using NodeId = std::uint64_t;
+
+/// PAGE_SIZE of s390x and x86_64: the show() buffer and the largest single store().
+inline constexpr std::size_t kPageSize = 4096;
+
+/// The inode number of the root directory (FUSE_ROOT_ID).
+inline constexpr NodeId kRootId = 1;
+
+enum class NodeType : std::uint8_t { Dir, Attr, Link };
+
+class Dir;
+class Tree;
+
+/// The callbacks of an attribute. Subsystems keep these in static tables (one row per attribute
+/// name, like DEVICE_ATTR_RW) and every attribute node points at its row plus a context pointer,
+/// so a million attribute nodes cost no per-node closures.
+class AttrOps {
+public:
+  virtual ~AttrOps() = default;
+  virtual bool can_show() const = 0;
+  virtual bool can_store() const = 0;
+  /// Renders the value. Returns: the errno that read(2) reports.
+  virtual Result<std::string> show(void* ctx) const = 0;
+  /// Consumes one write(2) worth of text. Returns: the errno that write(2) reports.
+  virtual Result<void> store(void* ctx, std::string_view text) const = 0;
+};
+
+/// AttrOps from two std::function objects, owned by the node (for one-off attributes whose
+/// behaviour depends on captured state, e.g. a bus's drivers_probe).
+class FunctionAttrOps final : public AttrOps {
+public:
+  using Show = std::function<Result<std::string>()>;
+  using Store = std::function<Result<void>(std::string_view)>;
+  FunctionAttrOps(Show show, Store store) : m_show(std::move(show)), m_store(std::move(store)) {}
+  bool can_show() const override { return static_cast<bool>(m_show); }
+  bool can_store() const override { return static_cast<bool>(m_store); }
+  Result<std::string> show(void*) const override {
+    if (!m_show) return Error(EIO);
+    return m_show();
+  }
+  Result<void> store(void*, std::string_view text) const override {
+    if (!m_store) return Error(EIO);
+    return m_store(text);
+  }
+
+private:
+  Show m_show;
+  Store m_store;
+};
+
+/// A node of the tree. Lifetime: shared_ptr, so a FUSE handle or an open file can outlive the
+/// node's removal; a removed node is inactive and every operation on it fails with ENOENT/ENODEV
+/// without calling back into the (possibly dead) object that created it.
+class Node : public std::enable_shared_from_this<Node> {
+public:
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  NodeId id() const { return m_id; }
+  const std::string& name() const { return m_name; }
+  NodeType type() const { return m_type; }
+  /// Permission bits (e.g. 0644); the file type is implied by type().
+  mode_t mode() const { return m_mode; }
+  /// Parent directory; null for the root and for removed nodes. Locking: model lock.
+  Dir* parent() const { return m_parent; }
+  bool active() const { return m_active; }
+  /// Absolute path below the tree root ("/devices/ap/card05"); "/" for the root.
+  std::string path() const;
+  /// True when `this` is `other` or one of its ancestors.
+  bool is_ancestor_or_self_of(const Node& other) const;
+
+protected:
+  Node(NodeId id, std::string name, NodeType type, mode_t mode)
+      : m_id(id), m_name(std::move(name)), m_type(type), m_mode(mode) {}
+
+private:
+  friend class Tree;
+  NodeId m_id;
+  std::string m_name;
+  NodeType m_type;
+  mode_t m_mode;
+  Dir* m_parent = nullptr;
+  bool m_active = true;
+};
+
+class Dir final : public Node {
+public:
+  Dir(NodeId id, std::string name, mode_t mode) : Node(id, std::move(name), NodeType::Dir, mode) {}
+  /// Children sorted by name. Locking: model lock.
+  const std::vector<std::shared_ptr<Node>>& children() const { return m_children; }
+  /// Child by exact name, or null.
+  std::shared_ptr<Node> find(std::string_view name) const;
+
+private:
+  friend class Tree;
+  std::vector<std::shared_ptr<Node>>::const_iterator lower_bound(std::string_view name) const;
+  std::vector<std::shared_ptr<Node>> m_children;
+};
+
+class Attr final : public Node {
+public:
+  Attr(NodeId id, std::string name, mode_t mode, const AttrOps* ops, void* ctx,
+       std::unique_ptr<AttrOps> owned)
+      : Node(id, std::move(name), NodeType::Attr, mode), m_ops(ops), m_ctx(ctx),
+        m_owned(std::move(owned)) {}
+  bool readable() const { return (mode() & 0444) && m_ops->can_show(); }
+  bool writable() const { return (mode() & 0222) && m_ops->can_store(); }
+  /// Calls show(). Returns ENODEV on a removed node (kernfs active-reference semantics), EIO
+  /// without show. Locking: model lock.
+  Result<std::string> show() const;
+  /// Calls store(). Same errors as show(). Locking: model lock.
+  Result<void> store(std::string_view text) const;
+
+private:
+  const AttrOps* m_ops;
+  void* m_ctx;
+  std::unique_ptr<AttrOps> m_owned;
+};
+
+class Link final : public Node {
+public:
+  Link(NodeId id, std::string name, std::shared_ptr<Node> target)
+      : Node(id, std::move(name), NodeType::Link, 0777), m_target(std::move(target)) {}
+  /// The target, or null if it was removed (a dangling link).
+  std::shared_ptr<Node> target() const { return m_target.lock(); }
+  /// The kernel's relative target text (driver-core.md §2.7), e.g. "../../../bus/ap".
+  /// Returns: ENOENT when the target is gone.
+  Result<std::string> target_text() const;
+
+private:
+  std::weak_ptr<Node> m_target;
+};
+
+} // namespace apemu::kernfs

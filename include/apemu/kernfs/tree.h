@@ -1,0 +1,125 @@
+// kernfs::Tree: owns the root directory, hands out node ids and holds the model lock.
+//
+// Locking: one recursive mutex (the "model lock") protects the whole machine model: the tree,
+// the driver core and every subsystem. show()/store() callbacks run with it held, which gives the
+// kernfs "active protection" for free: a node cannot be removed while its callback runs. The lock
+// is recursive because stores call back into the core (e.g. `bind` probes a driver which creates
+// attributes). Change notifications are reported to a listener while the lock is held; the
+// listener must only queue them (the FUSE adapter drains its queue on another thread after the
+// lock is released, per libfuse's rule for notify_inval_*).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "apemu/base/result.h"
+#include "apemu/kernfs/node.h"
+
+namespace apemu::kernfs {
+
+/// What changed in the tree, for cache invalidation.
+struct Change {
+  enum class Kind { Added, Removed, Renamed };
+  Kind kind;
+  NodeId parent; ///< directory whose entry changed
+  std::string name;
+  NodeId node; ///< the node added, removed or renamed
+};
+
+class Tree {
+public:
+  Tree();
+  Tree(const Tree&) = delete;
+  Tree& operator=(const Tree&) = delete;
+
+  /// The model lock (recursive). Every public function of core/ takes it; kernfs functions
+  /// below expect it to be held by the caller.
+  std::recursive_mutex& mutex() const { return m_mutex; }
+  std::unique_lock<std::recursive_mutex> lock() const { return std::unique_lock(m_mutex); }
+
+  const std::shared_ptr<Dir>& root() const { return m_root; }
+
+  /// Creates a directory. Returns: EEXIST when `parent` has a child of that name, ENOENT when
+  /// `parent` was removed, EINVAL for an empty name or one containing '/'.
+  Result<std::shared_ptr<Dir>> create_dir(Dir& parent, std::string name, mode_t mode = 0755);
+  /// Creates an attribute backed by a shared ops row and a context pointer (not owned).
+  /// Same errors as create_dir.
+  Result<std::shared_ptr<Attr>> create_attr(Dir& parent, std::string name, mode_t mode,
+                                            const AttrOps* ops, void* ctx);
+  /// Creates an attribute that owns its ops.
+  Result<std::shared_ptr<Attr>> create_attr(Dir& parent, std::string name, mode_t mode,
+                                            std::unique_ptr<AttrOps> ops);
+  /// Creates a symlink to `target`. Same errors as create_dir.
+  Result<std::shared_ptr<Link>> create_link(Dir& parent, std::string name,
+                                            const std::shared_ptr<Node>& target);
+
+  /// Detaches `node` from its parent and deactivates it and everything below it. Idempotent.
+  void remove(Node& node);
+  /// Removes the child `name` of `parent` if present. Returns true when something was removed.
+  bool remove_child(Dir& parent, std::string_view name);
+  /// Renames a node in place. Returns: EEXIST on a clash, ENOENT when removed.
+  Result<void> rename(Node& node, std::string new_name);
+  /// Moves a node under another directory. Returns: EEXIST on a clash, ENOENT when removed,
+  /// EINVAL when moving a directory below itself.
+  Result<void> move(Node& node, Dir& new_parent);
+
+  /// Looks up an absolute or root-relative path without following symlinks except in
+  /// intermediate components (like the kernel's path walk). Returns null when absent.
+  std::shared_ptr<Node> resolve(std::string_view path) const;
+  /// Node by id (linear search; for tests and debugging only).
+  std::shared_ptr<Node> find_by_id(NodeId id) const;
+  /// Number of active nodes (for leak checks in tests).
+  std::size_t node_count() const { return m_node_count; }
+
+  /// Registers the single change listener (the FUSE adapter). Called with the model lock held.
+  void set_change_listener(std::function<void(const Change&)> fn) { m_listener = std::move(fn); }
+
+private:
+  Result<void> check_new_child(Dir& parent, const std::string& name) const;
+  void insert(Dir& parent, std::shared_ptr<Node> child);
+  void deactivate(Node& node);
+  void notify(Change::Kind kind, const Dir& parent, const std::string& name, NodeId node);
+
+  mutable std::recursive_mutex m_mutex;
+  std::shared_ptr<Dir> m_root;
+  NodeId m_next_id = kRootId + 1;
+  std::size_t m_node_count = 1;
+  std::function<void(const Change&)> m_listener;
+};
+
+/// An open attribute: show() is rendered once at the first read at offset 0 (or after a read
+/// at offset 0 again), reads are served from that snapshot, and each write is one store()
+/// (driver-core.md §2.8).
+class OpenFile {
+public:
+  /// Opens an attribute for reading and/or writing. Returns: EACCES when the mode or the missing
+  /// show/store forbids the access (even for root), EISDIR for a directory, ELOOP for a link,
+  /// ENOENT for a removed node.
+  static Result<OpenFile> open(const std::shared_ptr<Node>& node, bool read, bool write);
+
+  /// Reads up to `size` bytes at `offset`. Re-renders when offset is 0. Locking: model lock.
+  Result<std::string> read(std::size_t offset, std::size_t size);
+  /// One store() of at most kPageSize bytes. Returns the number of bytes consumed (0 for an
+  /// empty write, which does not call store). Locking: model lock.
+  Result<std::size_t> write(std::string_view data);
+
+  const std::shared_ptr<Attr>& attr() const { return m_attr; }
+
+private:
+  explicit OpenFile(std::shared_ptr<Attr> a, bool read, bool write)
+      : m_attr(std::move(a)), m_read(read), m_write(write) {}
+  std::shared_ptr<Attr> m_attr;
+  bool m_read;
+  bool m_write;
+  bool m_rendered = false;
+  std::string m_snapshot;
+};
+
+/// Renders an attribute as a reader of the real sysfs would see it with one read at offset 0:
+/// show() truncated to kPageSize-1 bytes. Locking: model lock.
+Result<std::string> read_attr(const Attr& attr);
+
+} // namespace apemu::kernfs

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Installs the Debian packages apemu needs, only when some are missing (idempotent, quiet when
+# everything is present). Runs as root (CI, the dev machines) or through sudo.
+set -eu
+PKGS="cmake ninja-build g++ make pkg-config git util-linux \
+  libfuse3-dev fuse3 libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev \
+  libgtest-dev libgmock-dev googletest libbenchmark-dev libudev-dev udev mdevctl"
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

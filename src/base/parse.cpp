@@ -1,0 +1,121 @@
+#include "apemu/base/parse.h"
+
+#include <cctype>
+#include <limits>
+
+namespace apemu {
+
+std::string_view strip_one_newline(std::string_view s) {
+  if (!s.empty() && s.back() == '\n') s.remove_suffix(1);
+  return s;
+}
+
+static int digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'Z') return c - 'A' + 10;
+  return 99;
+}
+
+Result<std::uint64_t> kstrtoull(std::string_view s, unsigned base) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  // Base detection as the kernel's _parse_integer_fixup_radix.
+  if (base == 0) {
+    if (s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && s.size() > 2 &&
+        std::isxdigit(static_cast<unsigned char>(s[2]))) {
+      base = 16;
+      s.remove_prefix(2);
+    } else if (!s.empty() && s[0] == '0') {
+      base = 8;
+    } else {
+      base = 10;
+    }
+  } else if (base == 16 && s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    s.remove_prefix(2);
+  }
+  std::uint64_t v = 0;
+  std::size_t i = 0;
+  bool overflow = false;
+  for (; i < s.size(); ++i) {
+    int d = digit_value(s[i]);
+    if (d >= static_cast<int>(base)) break;
+    if (v > (std::numeric_limits<std::uint64_t>::max() - static_cast<unsigned>(d)) / base)
+      overflow = true;
+    v = v * base + static_cast<unsigned>(d);
+  }
+  if (i == 0) return Error(EINVAL);
+  if (overflow) return Error(ERANGE);
+  std::string_view rest = s.substr(i);
+  if (rest == "\n") rest = {};
+  if (!rest.empty()) return Error(EINVAL);
+  return v;
+}
+
+Result<std::int64_t> kstrtoll(std::string_view s, unsigned base) {
+  bool neg = false;
+  if (!s.empty() && s.front() == '-') {
+    neg = true;
+    s.remove_prefix(1);
+  }
+  APEMU_TRY(std::uint64_t u, kstrtoull(s, base));
+  if (neg) {
+    if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) + 1)
+      return Error(ERANGE);
+    return static_cast<std::int64_t>(0 - u);
+  }
+  if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return Error(ERANGE);
+  return static_cast<std::int64_t>(u);
+}
+
+Result<bool> kstrtobool(std::string_view s) {
+  if (s.empty()) return Error(EINVAL);
+  switch (s[0]) {
+  case 'y': case 'Y': case 't': case 'T': case '1': return true;
+  case 'n': case 'N': case 'f': case 'F': case '0': return false;
+  case 'o': case 'O':
+    if (s.size() >= 2) {
+      if (s[1] == 'n' || s[1] == 'N') return true;
+      if (s[1] == 'f' || s[1] == 'F') return false;
+    }
+    break;
+  default: break;
+  }
+  return Error(EINVAL);
+}
+
+bool sysfs_streq(std::string_view a, std::string_view b) {
+  return strip_one_newline(a) == strip_one_newline(b);
+}
+
+std::string Uuid::str() const {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(hex[bytes[i] >> 4]);
+    out.push_back(hex[bytes[i] & 15]);
+  }
+  return out;
+}
+
+Result<Uuid> parse_uuid(std::string_view s) {
+  if (s.size() != 36) return Error(EINVAL);
+  Uuid u;
+  std::size_t b = 0;
+  for (std::size_t i = 0; i < 36;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return Error(EINVAL);
+      ++i;
+      continue;
+    }
+    int hi = digit_value(s[i]), lo = digit_value(s[i + 1]);
+    if (hi > 15 || lo > 15) return Error(EINVAL);
+    u.bytes[b++] = static_cast<std::uint8_t>(hi * 16 + lo);
+    i += 2;
+  }
+  return u;
+}
+
+} // namespace apemu

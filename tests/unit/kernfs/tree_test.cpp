@@ -1,0 +1,223 @@
+// kernfs tree semantics: ids, names, removal, links, per-open snapshots, mode checks
+// (driver-core.md §2.7, §2.8).
+#include "apemu/kernfs/tree.h"
+
+#include <gtest/gtest.h>
+
+#include "matchers.h"
+
+using namespace apemu;
+using namespace apemu::kernfs;
+using apemu::testing::FailsWith;
+using apemu::testing::IsOk;
+using apemu::testing::IsOkAndHolds;
+
+namespace {
+
+struct Counter {
+  int shows = 0;
+  std::vector<std::string> stores;
+};
+
+std::unique_ptr<AttrOps> counter_ops(Counter& c, bool show = true, bool store = true) {
+  FunctionAttrOps::Show s;
+  FunctionAttrOps::Store st;
+  if (show) s = [&c] { return Result<std::string>(std::to_string(++c.shows) + "\n"); };
+  if (store)
+    st = [&c](std::string_view t) {
+      c.stores.emplace_back(t);
+      if (t == "bad") return Result<void>(Error(EINVAL));
+      return Result<void>();
+    };
+  return std::make_unique<FunctionAttrOps>(s, st);
+}
+
+} // namespace
+
+TEST(KernfsTree, IdsIncreaseAndAreNeverReused) {
+  Tree t;
+  auto lk = t.lock();
+  auto a = *t.create_dir(*t.root(), "a");
+  auto b = *t.create_dir(*t.root(), "b");
+  EXPECT_GT(b->id(), a->id());
+  const NodeId old = b->id();
+  t.remove(*b);
+  auto c = *t.create_dir(*t.root(), "b");
+  EXPECT_GT(c->id(), old);
+  EXPECT_EQ(t.root()->id(), kRootId);
+}
+
+TEST(KernfsTree, DuplicateNamesFailWithEexistAndBadNamesWithEinval) {
+  Tree t;
+  auto lk = t.lock();
+  ASSERT_THAT(t.create_dir(*t.root(), "x"), IsOk());
+  EXPECT_THAT(t.create_dir(*t.root(), "x"), FailsWith(EEXIST));
+  Counter c;
+  EXPECT_THAT(t.create_attr(*t.root(), "x", 0644, counter_ops(c)), FailsWith(EEXIST));
+  EXPECT_THAT(t.create_dir(*t.root(), ""), FailsWith(EINVAL));
+  EXPECT_THAT(t.create_dir(*t.root(), "a/b"), FailsWith(EINVAL));
+}
+
+TEST(KernfsTree, ChildrenAreSortedAndPathsAbsolute) {
+  Tree t;
+  auto lk = t.lock();
+  auto d = *t.create_dir(*t.root(), "devices");
+  (void)t.create_dir(*d, "z");
+  (void)t.create_dir(*d, "a");
+  (void)t.create_dir(*d, "m");
+  std::vector<std::string> names;
+  for (auto& c : d->children()) names.push_back(c->name());
+  EXPECT_EQ(names, (std::vector<std::string>{"a", "m", "z"}));
+  EXPECT_EQ(d->find("m")->path(), "/devices/m");
+  EXPECT_EQ(t.resolve("/devices/m"), d->find("m"));
+  EXPECT_EQ(t.resolve("devices/m/"), d->find("m"));
+  EXPECT_EQ(t.resolve("/devices/nope"), nullptr);
+}
+
+TEST(KernfsTree, RemovalDeactivatesTheSubtreeAndKeepsHandlesSafe) {
+  Tree t;
+  auto lk = t.lock();
+  auto d = *t.create_dir(*t.root(), "dev");
+  Counter c;
+  auto a = *t.create_attr(*d, "val", 0644, counter_ops(c));
+  const auto before = t.node_count();
+  t.remove(*d);
+  EXPECT_FALSE(d->active());
+  EXPECT_FALSE(a->active());
+  EXPECT_EQ(t.node_count(), before - 2);
+  // A handle kept by an open file no longer calls into the owner.
+  EXPECT_THAT(a->show(), FailsWith(ENODEV));
+  EXPECT_THAT(a->store("1"), FailsWith(ENODEV));
+  EXPECT_EQ(c.shows, 0);
+  t.remove(*d); // idempotent
+}
+
+TEST(KernfsLink, RelativeTargetsFollowTheKernelAlgorithm) {
+  // driver-core.md §2.7 examples.
+  Tree t;
+  auto lk = t.lock();
+  auto& root = *t.root();
+  auto devices = *t.create_dir(root, "devices");
+  auto pci = *t.create_dir(*devices, "pci0000:00");
+  auto dev = *t.create_dir(*pci, "0000:00:1f.2");
+  auto nic = *t.create_dir(*pci, "0000:00:19.0");
+  auto net = *t.create_dir(*nic, "net");
+  auto eth0 = *t.create_dir(*net, "eth0");
+  auto bus = *t.create_dir(root, "bus");
+  auto buspci = *t.create_dir(*bus, "pci");
+  auto busdevs = *t.create_dir(*buspci, "devices");
+  auto drivers = *t.create_dir(*buspci, "drivers");
+  auto ahci = *t.create_dir(*drivers, "ahci");
+  auto cls = *t.create_dir(root, "class");
+  auto clsnet = *t.create_dir(*cls, "net");
+
+  EXPECT_THAT((*t.create_link(*busdevs, "0000:00:1f.2", dev))->target_text(),
+              IsOkAndHolds("../../../devices/pci0000:00/0000:00:1f.2"));
+  EXPECT_THAT((*t.create_link(*dev, "subsystem", buspci))->target_text(),
+              IsOkAndHolds("../../../bus/pci"));
+  EXPECT_THAT((*t.create_link(*dev, "driver", ahci))->target_text(),
+              IsOkAndHolds("../../../bus/pci/drivers/ahci"));
+  EXPECT_THAT((*t.create_link(*ahci, "0000:00:1f.2", dev))->target_text(),
+              IsOkAndHolds("../../../../devices/pci0000:00/0000:00:1f.2"));
+  EXPECT_THAT((*t.create_link(*clsnet, "eth0", eth0))->target_text(),
+              IsOkAndHolds("../../devices/pci0000:00/0000:00:19.0/net/eth0"));
+  EXPECT_THAT((*t.create_link(*eth0, "subsystem", clsnet))->target_text(),
+              IsOkAndHolds("../../../../../class/net"));
+  EXPECT_THAT((*t.create_link(*eth0, "device", nic))->target_text(),
+              IsOkAndHolds("../../../0000:00:19.0"));
+}
+
+TEST(KernfsLink, DanglingAfterTargetRemovalAndFollowsRenames) {
+  Tree t;
+  auto lk = t.lock();
+  auto a = *t.create_dir(*t.root(), "a");
+  auto b = *t.create_dir(*t.root(), "b");
+  auto l = *t.create_link(*b, "to_a", a);
+  ASSERT_THAT(t.rename(*a, "a2"), IsOk());
+  EXPECT_THAT(l->target_text(), IsOkAndHolds("../a2"));
+  t.remove(*a);
+  EXPECT_THAT(l->target_text(), FailsWith(ENOENT));
+}
+
+TEST(KernfsTree, MoveReparentsAndRejectsCycles) {
+  Tree t;
+  auto lk = t.lock();
+  auto a = *t.create_dir(*t.root(), "a");
+  auto b = *t.create_dir(*t.root(), "b");
+  auto c = *t.create_dir(*a, "c");
+  ASSERT_THAT(t.move(*c, *b), IsOk());
+  EXPECT_EQ(c->path(), "/b/c");
+  EXPECT_THAT(t.move(*b, *c), FailsWith(EINVAL));
+  auto c2 = *t.create_dir(*a, "c");
+  EXPECT_THAT(t.move(*c2, *b), FailsWith(EEXIST));
+}
+
+TEST(KernfsOpenFile, ModeIsEnforcedEvenForRootWithEacces) {
+  Tree t;
+  auto lk = t.lock();
+  Counter c;
+  auto ro = *t.create_attr(*t.root(), "ro", 0444, counter_ops(c));
+  auto wo = *t.create_attr(*t.root(), "wo", 0200, counter_ops(c));
+  auto noshow = *t.create_attr(*t.root(), "noshow", 0644, counter_ops(c, false, true));
+  EXPECT_THAT(OpenFile::open(ro, false, true), FailsWith(EACCES));
+  EXPECT_THAT(OpenFile::open(wo, true, false), FailsWith(EACCES));
+  EXPECT_THAT(OpenFile::open(noshow, true, false), FailsWith(EACCES));
+  EXPECT_THAT(OpenFile::open(t.root(), true, false), FailsWith(EISDIR));
+  EXPECT_THAT(OpenFile::open(ro, true, false), IsOk());
+  EXPECT_THAT(OpenFile::open(wo, false, true), IsOk());
+}
+
+TEST(KernfsOpenFile, ShowRendersOncePerOpenAndAgainAtOffsetZero) {
+  Tree t;
+  auto lk = t.lock();
+  Counter c;
+  auto a = *t.create_attr(*t.root(), "v", 0644, counter_ops(c));
+  auto f = *OpenFile::open(a, true, false);
+  EXPECT_THAT(f.read(0, 1), IsOkAndHolds("1"));
+  EXPECT_THAT(f.read(1, 10), IsOkAndHolds("\n"));
+  EXPECT_THAT(f.read(2, 10), IsOkAndHolds(""));
+  EXPECT_EQ(c.shows, 1);
+  EXPECT_THAT(f.read(0, 10), IsOkAndHolds("2\n"));
+  EXPECT_EQ(c.shows, 2);
+}
+
+TEST(KernfsOpenFile, ShowIsTruncatedBelowPageSize) {
+  Tree t;
+  auto lk = t.lock();
+  auto a = *t.create_attr(
+      *t.root(), "big", 0444,
+      std::make_unique<FunctionAttrOps>(
+          [] { return Result<std::string>(std::string(10000, 'x')); }, nullptr));
+  auto f = *OpenFile::open(a, true, false);
+  auto all = f.read(0, 100000);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(all->size(), kPageSize - 1);
+}
+
+TEST(KernfsOpenFile, EachWriteIsOneStoreAndErrnoPassesThrough) {
+  Tree t;
+  auto lk = t.lock();
+  Counter c;
+  auto a = *t.create_attr(*t.root(), "v", 0200, counter_ops(c));
+  auto f = *OpenFile::open(a, false, true);
+  EXPECT_THAT(f.write("abc\n"), IsOkAndHolds(4u));
+  EXPECT_THAT(f.write("bad"), FailsWith(EINVAL));
+  EXPECT_THAT(f.write(""), IsOkAndHolds(0u)); // no store for an empty write
+  EXPECT_THAT(f.write(std::string(5000, 'y')), IsOkAndHolds(kPageSize));
+  ASSERT_EQ(c.stores.size(), 3u);
+  EXPECT_EQ(c.stores[0], "abc\n");
+  EXPECT_EQ(c.stores[2].size(), kPageSize);
+}
+
+TEST(KernfsTree, ListenerSeesAddsRemovesAndRenames) {
+  Tree t;
+  std::vector<std::string> seen;
+  t.set_change_listener([&](const Change& ch) {
+    seen.push_back(std::to_string(static_cast<int>(ch.kind)) + ":" + ch.name);
+  });
+  auto lk = t.lock();
+  auto a = *t.create_dir(*t.root(), "a");
+  ASSERT_THAT(t.rename(*a, "b"), IsOk());
+  t.remove(*a);
+  EXPECT_EQ(seen, (std::vector<std::string>{"0:a", "1:a", "0:b", "1:b"}));
+}

@@ -1,0 +1,72 @@
+// Uevent value messages, limits and SEQNUM (driver-core.md §3.2–3.4).
+#include "apemu/uevent/event.h"
+
+#include <gtest/gtest.h>
+
+#include "matchers.h"
+
+using namespace apemu;
+using namespace apemu::uevent;
+using apemu::testing::FailsWith;
+using apemu::testing::IsOk;
+using apemu::testing::IsOkAndHolds;
+
+TEST(UeventAction, TableOrderAndExactNames) {
+  EXPECT_EQ(action_name(Action::Add), "add");
+  EXPECT_EQ(action_name(Action::Unbind), "unbind");
+  EXPECT_THAT(parse_action("offline"), IsOkAndHolds(Action::Offline));
+  EXPECT_THAT(parse_action("Add"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_action("ad"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_action(""), FailsWith(EINVAL));
+}
+
+TEST(UeventEnv, SixtyFourVariablesAtMost) {
+  Env env;
+  for (int i = 0; i < 64; ++i) ASSERT_THAT(env.add("K" + std::to_string(i), "v"), IsOk());
+  EXPECT_THAT(env.add("K64", "v"), FailsWith(ENOMEM));
+  EXPECT_EQ(env.vars().size(), 64u);
+}
+
+TEST(UeventEnv, TwoKilobytesAtMost) {
+  Env env;
+  ASSERT_THAT(env.add("A", std::string(2044, 'x')), IsOk()); // 1+1+2044+1 = 2047
+  EXPECT_THAT(env.add("B", ""), FailsWith(ENOMEM));          // would be 2050
+  Env env2;
+  ASSERT_THAT(env2.add("A", std::string(2045, 'x')), IsOk()); // exactly 2048
+  EXPECT_EQ(env2.bytes(), 2048u);
+}
+
+TEST(UeventBroadcaster, SeqnumIncreasesOnlyForSentEventsAndComesLast) {
+  Broadcaster b;
+  std::vector<Event> got;
+  b.subscribe([&](const Event& e) { got.push_back(e); });
+  Env env;
+  ASSERT_THAT(env.add("ACTION", "add"), IsOk());
+  ASSERT_THAT(env.add("DEVPATH", "/devices/x"), IsOk());
+  ASSERT_THAT(env.add("SUBSYSTEM", "foo"), IsOk());
+  EXPECT_THAT(b.send(Action::Add, "/devices/x", env), IsOkAndHolds(1u));
+  EXPECT_THAT(b.send(Action::Add, "/devices/x", env), IsOkAndHolds(2u));
+  // An event whose SEQNUM does not fit is not sent and consumes no number.
+  Env full;
+  for (int i = 0; i < 64; ++i) ASSERT_THAT(full.add("K" + std::to_string(i), "v"), IsOk());
+  EXPECT_THAT(b.send(Action::Change, "/devices/x", full), FailsWith(ENOMEM));
+  EXPECT_EQ(b.seqnum(), 2u);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].env.back(), (std::pair<std::string, std::string>{"SEQNUM", "2"}));
+  EXPECT_EQ(got[0].kernel_wire(),
+            std::string("add@/devices/x\0ACTION=add\0DEVPATH=/devices/x\0SUBSYSTEM=foo\0SEQNUM=1\0",
+                        68));
+}
+
+TEST(UeventBroadcaster, NoListenerStillCountsAndUnsubscribeStopsDelivery) {
+  Broadcaster b;
+  Env env;
+  ASSERT_THAT(b.send(Action::Change, "/devices/x", env), IsOkAndHolds(1u));
+  int n = 0;
+  int id = b.subscribe([&](const Event&) { ++n; });
+  ASSERT_THAT(b.send(Action::Change, "/devices/x", env), IsOk());
+  b.unsubscribe(id);
+  ASSERT_THAT(b.send(Action::Change, "/devices/x", env), IsOk());
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(b.seqnum(), 3u);
+}
