@@ -17,7 +17,7 @@ allowed() {
     kvm) echo "base kernfs uevent core ap mdev vfio_ap" ;;
     fusefs) echo "base kernfs" ;;
     netlink) echo "base uevent" ;;
-    topology) echo "base" ;;
+    topology) echo "base kernfs uevent core ap" ;;
     testbed) echo "base kernfs uevent core ap mdev vfio_ap kvm fusefs netlink topology" ;;
     *) echo "" ;;
   esac

@@ -84,6 +84,33 @@ Result<bool> kstrtobool(std::string_view s) {
   return Error(EINVAL);
 }
 
+Result<long long> sscanf_int(std::string_view s, unsigned base) {
+  std::size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  bool neg = false;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  if (base == 0) {
+    if (i + 1 < s.size() && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X') &&
+        i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      base = 16;
+      i += 2;
+    } else if (i < s.size() && s[i] == '0') {
+      base = 8;
+    } else {
+      base = 10;
+    }
+  }
+  long long v = 0;
+  const std::size_t start = i;
+  for (; i < s.size(); ++i) {
+    const int d = digit_value(s[i]);
+    if (d >= static_cast<int>(base)) break;
+    if (v < (1ll << 40)) v = v * base + d; // far beyond any attribute range
+  }
+  if (i == start) return Error(EINVAL);
+  return neg ? -v : v;
+}
+
 bool sysfs_streq(std::string_view a, std::string_view b) {
   return strip_one_newline(a) == strip_one_newline(b);
 }

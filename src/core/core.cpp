@@ -427,12 +427,15 @@ Result<void> Core::device_uevent(Device& dev, Action action,
   auto lk = lock();
   if (!dev.m_dir) return Error(EINVAL);
   // The devices kset filter: only bus or class devices send events (§1.9).
-  if ((!dev.m_bus && !dev.m_class) || dev.m_uevent_suppress) return {};
+  if ((!dev.m_bus && !dev.m_class && dev.m_uevent_subsystem.empty()) || dev.m_uevent_suppress)
+    return {};
   uevent::Env env;
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
   const std::string path = devpath(dev);
   APEMU_TRY_VOID(env.add("DEVPATH", path));
-  APEMU_TRY_VOID(env.add("SUBSYSTEM", dev.m_bus ? dev.m_bus->name() : dev.m_class->name()));
+  APEMU_TRY_VOID(env.add("SUBSYSTEM", dev.m_bus     ? dev.m_bus->name()
+                                      : dev.m_class ? dev.m_class->name()
+                                                    : dev.m_uevent_subsystem));
   for (const auto& [k, v] : extra) APEMU_TRY_VOID(env.add(k, v));
   if (auto r = build_device_env(dev, env); !r) {
     m_log.error("kobject: '" + dev.m_name + "': uevent environment too large");

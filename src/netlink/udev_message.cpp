@@ -80,7 +80,8 @@ std::uint64_t tag_bloom(std::string_view tag) {
 std::string build_udev_message(const uevent::Event& ev, const UdevExtras& extras) {
   std::string props;
   append_property(props, "UDEV_DATABASE_VERSION", std::to_string(kUdevDatabaseVersion));
-  for (const auto& [key, value] : ev.env) append_property(props, key, value);
+  for (const auto& [key, value] : ev.env)
+    append_property(props, key, value);
   if (extras.usec_initialized != 0)
     append_property(props, "USEC_INITIALIZED", std::to_string(extras.usec_initialized));
   std::uint64_t bloom = 0;
@@ -120,8 +121,7 @@ Result<std::string> device_id(std::string_view subsystem, std::string_view sysna
     id.append(driver_subsystem);
     id += ':';
   }
-  if (sysname.empty() || sysname == "." || sysname == "..")
-    return Error(EINVAL, "invalid sysname");
+  if (sysname.empty() || sysname == "." || sysname == "..") return Error(EINVAL, "invalid sysname");
   id.append(sysname);
   // filename_is_valid(): no '/' and no NUL anywhere (subsystem and bus included).
   if (id.find('/') != std::string::npos || id.find('\0') != std::string::npos)
@@ -146,7 +146,8 @@ std::optional<std::string> driver_subsystem_from_devpath(std::string_view devpat
 }
 
 std::string_view devpath_sysname(std::string_view devpath) {
-  while (!devpath.empty() && devpath.back() == '/') devpath.remove_suffix(1);
+  while (!devpath.empty() && devpath.back() == '/')
+    devpath.remove_suffix(1);
   const std::size_t slash = devpath.rfind('/');
   return slash == std::string_view::npos ? devpath : devpath.substr(slash + 1);
 }

@@ -1,17 +1,48 @@
 #include "apemu/testbed/testbed.h"
 
+#include <cstdlib>
+
 #include "apemu/kernfs/export.h"
+
+#ifndef APEMU_SOURCE_DIR
+#define APEMU_SOURCE_DIR "."
+#endif
 
 namespace apemu::testbed {
 
-Result<std::unique_ptr<Testbed>> Testbed::create(const Options& opt) {
+std::string default_topology_path() {
+  if (const char* d = std::getenv("APEMU_TOPOLOGY_DIR")) return std::string(d) + "/default.toml";
+  return std::string(APEMU_SOURCE_DIR) + "/topologies/default.toml";
+}
+
+Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   std::unique_ptr<Testbed> tb(new Testbed());
   tb->m_core = std::make_unique<core::Core>();
   tb->m_core->log().set_echo(opt.echo_log);
+  if (opt.topology) {
+    auto lk = tb->m_core->lock();
+    tb->m_hw = std::make_unique<ap::ApHardware>(std::move(opt.topology->hw));
+    APEMU_TRY(tb->m_ap, ap::ApBus::create(*tb->m_core, *tb->m_hw, opt.topology->bus));
+    APEMU_TRY(tb->m_zcrypt, ap::Zcrypt::create(*tb->m_ap));
+    for (unsigned id : opt.topology->offline_cards)
+      if (auto* card = tb->m_ap->card(id)) (void)ap::Zcrypt::set_card_online(*card, false);
+  }
   return tb;
 }
 
-Testbed::~Testbed() = default;
+Result<std::unique_ptr<Testbed>> Testbed::from_file(const std::string& path, bool echo_log) {
+  APEMU_TRY(auto topo, topology::load_file(path));
+  Options opt;
+  opt.topology = std::move(topo);
+  opt.echo_log = echo_log;
+  return create(std::move(opt));
+}
+
+Testbed::~Testbed() {
+  // Teardown in reverse: drivers, then the bus, then the core.
+  m_zcrypt.reset();
+  m_ap.reset();
+}
 
 std::string Testbed::dump(const std::string& path) const {
   return kernfs::dump_tree(m_core->tree(), path);

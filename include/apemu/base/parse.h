@@ -32,6 +32,11 @@ Result<std::int64_t> kstrtoll(std::string_view s, unsigned base);
 /// second letter). Returns: EINVAL for anything else or empty input.
 Result<bool> kstrtobool(std::string_view s);
 
+/// sscanf("%i") (base 0) or sscanf("%d") (base 10) on a prefix: leading white space, an
+/// optional sign and at least one digit; anything after the number is ignored, as sscanf does.
+/// Returns: EINVAL when no number could be converted.
+Result<long long> sscanf_int(std::string_view s, unsigned base);
+
 /// sysfs_streq: equal, or equal apart from one trailing newline on either side.
 bool sysfs_streq(std::string_view a, std::string_view b);
 

@@ -65,6 +65,10 @@ public:
   /// Root devices and grouping nodes have no power/ directory.
   void set_pm_not_required(bool v) { m_pm_not_required = v; }
   void set_uevent_suppress(bool v) { m_uevent_suppress = v; }
+  /// For a bus-less root device whose owner points its bus at it after registration (the AP
+  /// bus does this with /sys/devices/ap): its events pass the kset filter and carry
+  /// SUBSYSTEM=<name>, but it gets no subsystem link and is on no bus list.
+  void set_uevent_subsystem(std::string name) { m_uevent_subsystem = std::move(name); }
 
   // ---- queries ---------------------------------------------------------------------------------
   /// Kernel name; a '/' requested by the creator is stored as '!'.
@@ -108,6 +112,7 @@ private:
   Class* m_class = nullptr;
   Driver* m_driver = nullptr;
   std::string m_devtype;
+  std::string m_uevent_subsystem;
   std::optional<std::string> m_driver_override;
   std::span<const DeviceAttributeGroup> m_groups;
   void* m_drvdata = nullptr;

@@ -30,8 +30,10 @@ inline constexpr std::uint32_t kUdevMonitorMagic = 0xfeedcafe;
 inline constexpr std::size_t kUdevHeaderSize = 40;
 /// MONITOR_GROUP_UDEV: the multicast group (bit value) udev messages are sent to.
 inline constexpr std::uint32_t kUdevMonitorGroup = 2;
-/// Receive buffer of systemd <= 255's device_monitor_receive_device: longer datagrams arrive
-/// with MSG_TRUNC and are dropped by those receivers (Debian 12 ships 252).
+/// Receive buffer of older sd-device monitors (a fixed 8192-byte union in
+/// device_monitor_receive_device): longer datagrams arrive with MSG_TRUNC and are dropped.
+/// Newer versions size the buffer from the pending datagram; Debian 12's libudev 252.39 has
+/// that backport and accepted a 9136-byte message when probed.
 inline constexpr std::size_t kSdDeviceMonitorBuffer = 8192;
 /// LATEST_UDEV_DATABASE_VERSION, sent as UDEV_DATABASE_VERSION=1 and written as V:1.
 inline constexpr int kUdevDatabaseVersion = 1;

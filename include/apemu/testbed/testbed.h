@@ -1,30 +1,46 @@
 // Testbed: the one façade that tests, the CLI and the daemon drive (umockdev's Testbed).
 //
-// A Testbed is one emulated machine: the driver core plus the subsystems a topology asks for.
-// Everything that changes the machine goes through it or through the Core it exposes.
+// A Testbed is one emulated machine: the driver core plus the subsystems a topology asks for
+// (the AP bus with its simulated firmware, the zcrypt default drivers). Everything that changes
+// the machine goes through it or through the objects it exposes.
 #pragma once
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "apemu/ap/ap_bus.h"
+#include "apemu/ap/zcrypt.h"
 #include "apemu/base/result.h"
 #include "apemu/core/core.h"
+#include "apemu/topology/topology.h"
 
 namespace apemu::testbed {
 
 struct Options {
+  /// The machine; without one the testbed has only the driver core (no AP bus).
+  std::optional<topology::Topology> topology;
   /// Echo kernel log lines to stderr.
   bool echo_log = false;
 };
 
+/// The default topology file: $APEMU_TOPOLOGY_DIR/default.toml, else the source tree's.
+std::string default_topology_path();
+
 class Testbed {
 public:
-  /// Builds a machine. Returns: the errno of the first failing registration.
-  static Result<std::unique_ptr<Testbed>> create(const Options& opt = {});
+  /// Builds a machine: core, then (with a topology) the AP bus, its initial scan and zcrypt.
+  /// Returns: the errno of the first failing registration.
+  static Result<std::unique_ptr<Testbed>> create(Options opt = {});
+  /// create() with the topology read from `path`.
+  static Result<std::unique_ptr<Testbed>> from_file(const std::string& path, bool echo_log = false);
   ~Testbed();
 
   core::Core& core() { return *m_core; }
+  /// Null without a topology.
+  ap::ApBus* ap_bus() { return m_ap.get(); }
+  ap::ApHardware* hw() { return m_hw.get(); }
   /// The tree as text (kernfs::dump_tree) below `path`.
   std::string dump(const std::string& path = "/") const;
   /// Writes the tree as plain files below `dir`.
@@ -33,6 +49,9 @@ public:
 private:
   Testbed() = default;
   std::unique_ptr<core::Core> m_core;
+  std::unique_ptr<ap::ApHardware> m_hw;
+  std::unique_ptr<ap::ApBus> m_ap;
+  std::unique_ptr<ap::Zcrypt> m_zcrypt;
 };
 
 } // namespace apemu::testbed

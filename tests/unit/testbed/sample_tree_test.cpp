@@ -78,13 +78,13 @@ struct Sample {
 } // namespace
 
 TEST(SampleTree, LayoutMatchesGoldenFile) {
-  auto tb = *testbed::Testbed::create();
+  auto tb = std::move(*testbed::Testbed::create());
   Sample s(tb->core());
   expect_golden("sample_tree.txt", tb->dump("/"));
 }
 
 TEST(SampleTree, ExportHasTheSameLayoutModesAndLinkTargets) {
-  auto tb = *testbed::Testbed::create();
+  auto tb = std::move(*testbed::Testbed::create());
   Sample s(tb->core());
   const auto dir = std::filesystem::temp_directory_path() / ("apemu-export-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
@@ -97,7 +97,7 @@ TEST(SampleTree, ExportHasTheSameLayoutModesAndLinkTargets) {
 }
 
 TEST(SampleTree, TeardownLeavesOnlyTheSkeleton) {
-  auto tb = *testbed::Testbed::create();
+  auto tb = std::move(*testbed::Testbed::create());
   const auto before = tb->core().tree().node_count();
   {
     Sample s(tb->core());

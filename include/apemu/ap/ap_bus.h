@@ -1,0 +1,225 @@
+// The s390 AP bus (drivers/s390/crypto/ap_bus.c, ap_card.c, ap_queue.c; ap-bus.md).
+//
+// ApBus registers the `ap` bus and the root device /sys/devices/ap, creates card devices
+// (cardXX, DEVTYPE ap_card) and queue devices (XX.YYYY, children of their card, DEVTYPE
+// ap_queue) from what the simulated firmware (ApHardware) reports in a bus scan, keeps
+// apmask/aqmask and applies the binding policy in its bus probe: default drivers (zcrypt) get
+// the APQNs in apmask × aqmask, non-default drivers (vfio_ap) the rest.
+//
+// Divergences: the queue state machine is collapsed (a reset completes at once); scans run
+// when asked (a `scans` write, a configuration change notification from `apemu ctl`, or the
+// daemon's timer) rather than from a kernel timer; no CEX2/CEX3 types (as in 6.5+).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apemu/ap/ap_hw.h"
+#include "apemu/ap/ap_mask.h"
+#include "apemu/core/core.h"
+
+namespace apemu::ap {
+
+class ApBus;
+class ApQueue;
+
+/// Queue device states (enum ap_dev_state) and state-machine states (enum ap_sm_state).
+enum class DevState { Uninitiated, Operating, Shutdown, Error };
+enum class SmState { ResetStart, ResetWait, SetIrqWait, Idle, Working, QueueFull, AssocWait };
+
+class ApCard final : public core::Device {
+public:
+  ApCard(core::DeviceKey k, ApBus& bus, unsigned id);
+  ApBus& ap_bus() const { return *m_bus; }
+  unsigned id() const { return m_id; }
+  int raw_type() const { return m_raw_type; }
+  int hwtype() const { return m_hwtype; }
+  /// Facility word as the card keeps it (low 16 bits cleared).
+  std::uint32_t functions() const { return m_functions; }
+  std::optional<ApMode> mode() const;
+  bool config() const { return m_config; }
+  bool chkstop() const { return m_chkstop; }
+  int depth() const { return m_qd + 1; }
+  unsigned max_msg_size() const;
+  std::uint64_t request_count() const { return m_request_count; }
+  /// The zcrypt soft-online flag; online() adds config and chkstop.
+  bool soft_online() const { return m_soft_online; }
+  bool online() const { return m_config && !m_chkstop && m_soft_online; }
+  /// Queue devices of this card by domain (null where none).
+  ApQueue* queue(unsigned apqi) const { return m_queues[apqi].get(); }
+
+private:
+  friend class ApBus;
+  friend class ApQueue;
+  friend struct ApCardAttrs;
+  friend class Zcrypt;
+  ApBus* m_bus;
+  unsigned m_id;
+  int m_raw_type = 0, m_hwtype = 0, m_qd = 0, m_ml = 0;
+  std::uint32_t m_functions = 0;
+  bool m_config = true, m_chkstop = false, m_soft_online = false;
+  std::uint64_t m_request_count = 0;
+  std::array<core::Ref<ApQueue>, kMaxApIds> m_queues;
+};
+
+class ApQueue final : public core::Device {
+public:
+  ApQueue(core::DeviceKey k, ApCard& card, unsigned apqi);
+  ApCard& card() const { return *m_card; }
+  unsigned apid() const { return m_card->id(); }
+  unsigned apqi() const { return m_apqi; }
+  bool config() const { return m_config; }
+  bool chkstop() const { return m_chkstop; }
+  DevState dev_state() const { return m_dev_state; }
+  SmState sm_state() const { return m_sm_state; }
+  bool soft_online() const { return m_soft_online; }
+  bool online() const { return m_config && !m_chkstop && m_soft_online; }
+  std::uint64_t request_count() const { return m_request_count; }
+  const std::optional<std::string>& override_driver() const { return m_driver_override; }
+  /// Simulated traffic: counts one request (used by the guest/zcrypt paths).
+  void count_request();
+
+private:
+  friend class ApBus;
+  friend struct ApCardAttrs;
+  friend struct ApQueueAttrs;
+  friend class Zcrypt;
+  void start_state_machine();
+  ApCard* m_card;
+  unsigned m_apqi;
+  bool m_config = true, m_chkstop = false, m_soft_online = false;
+  DevState m_dev_state = DevState::Uninitiated;
+  SmState m_sm_state = SmState::ResetStart;
+  std::uint64_t m_request_count = 0;
+  std::optional<std::string> m_driver_override;
+};
+
+/// struct ap_driver: a core driver plus the AP-specific flags and callbacks.
+struct ApDriverOps {
+  core::DriverOps base;
+  bool card_driver = false;    ///< binds cards (else queues)
+  bool default_driver = false; ///< AP_DRIVER_FLAG_DEFAULT (zcrypt)
+  /// Non-zero vetoes giving these APQNs to the default drivers (vfio_ap's in_use).
+  std::function<int(const Mask256& apm, const Mask256& aqm)> in_use;
+  std::function<void()> on_config_changed;
+  std::function<void()> on_scan_complete;
+};
+
+struct ApBusOptions {
+  int default_domain = -1; ///< ap.domain=; -1 = choose at the first scan
+  std::optional<std::string> apmask; ///< ap.apmask= kernel parameter
+  std::optional<std::string> aqmask;
+};
+
+class ApBus {
+public:
+  /// Registers the bus and the root device and runs the initial scan.
+  static Result<std::unique_ptr<ApBus>> create(core::Core& core, ApHardware& hw,
+                                               const ApBusOptions& opt = {});
+  ~ApBus();
+  ApBus(const ApBus&) = delete;
+  ApBus& operator=(const ApBus&) = delete;
+
+  core::Core& core() const { return *m_core; }
+  core::Bus& bus() const { return *m_bus; }
+  core::Device& root() const { return *m_root; }
+  ApHardware& hw() const { return *m_hw; }
+
+  /// ap_driver_register. Emits: binds (and then BINDINGS=complete when that completes).
+  Result<core::Driver*> register_driver(ApDriverOps ops);
+  void unregister_driver(core::Driver* drv);
+  const ApDriverOps* driver_ops(const core::Driver* drv) const;
+
+  /// ap_bus_scan (ap-bus.md §6.5). Locking: takes the model lock.
+  void scan();
+  std::uint64_t scans() const { return m_scans; }
+
+  // ---- masks and ownership ----------------------------------------------------------------
+  const Mask256& apmask() const { return m_apmask; }
+  const Mask256& aqmask() const { return m_aqmask; }
+  /// apmask_store / aqmask_store (ap-bus.md §2.2). Returns: EINVAL (syntax, or a queue has a
+  /// driver_override), EBUSY (vetoed by a driver's in_use).
+  Result<void> store_apmask(std::string_view text);
+  Result<void> store_aqmask(std::string_view text);
+  /// ap_owned_by_def_drv.
+  bool apqn_owned_by_default(unsigned apid, unsigned apqi) const;
+  /// ap_apqn_in_matrix_owned_by_def_drv: true if any APQN of apm × aqm is default-owned.
+  bool matrix_owned_by_default(const Mask256& apm, const Mask256& aqm) const;
+  int ap_domain() const { return m_ap_domain; }
+  unsigned max_adapter_id() const;
+  unsigned max_domain_id() const;
+
+  // ---- devices --------------------------------------------------------------------------------
+  ApCard* card(unsigned apid) const { return m_cards[apid].get(); }
+  ApQueue* queue(unsigned apid, unsigned apqi) const;
+  std::vector<ApCard*> cards() const;
+  std::size_t queue_count() const;
+  std::size_t bound_queue_count() const;
+
+  // ---- configuration changes (SCLP and hypervisor paths; ap-bus.md §4.1 `config`, §7) -------
+  /// The card `config` write: asks "SCLP" to (de)configure the adapter, stores the state and
+  /// always sends CONFIG=<v> on the card. Queues follow at the next scan.
+  Result<void> sclp_configure(unsigned apid, bool on);
+  /// A checkstop as the machine would report it (seen at the next scan).
+  Result<void> set_checkstop(unsigned apid, bool on);
+  /// Hot plug from the hypervisor: the change is applied to the firmware view and a scan runs
+  /// (the CHSC configuration-change notification). Returns: the ApHardware errors.
+  Result<void> hotplug_adapter(Adapter a);
+  Result<void> hotunplug_adapter(unsigned apid);
+  Result<void> set_usage_domain(unsigned apqi, bool on);
+  Result<void> set_control_domain(unsigned apqi, bool on);
+
+  // Internal bookkeeping used by the attribute tables.
+  int override_count() const { return m_override_count; }
+  bool masks_in_use() const { return !(m_apmask.all_set() && m_aqmask.all_set()); }
+  std::uint64_t bindings_complete_count() const { return m_bindings_complete_count; }
+  /// poll_thread / poll_timeout / config_time knobs (bus attributes).
+  struct Knobs {
+    int config_time = 30;
+    bool poll_thread = false;
+    std::uint64_t poll_timeout = 250000;
+  };
+  Knobs& knobs() { return m_knobs; }
+  Result<void> set_ap_domain(int domain);
+
+private:
+  ApBus(core::Core& core, ApHardware& hw) : m_core(&core), m_hw(&hw) {}
+  friend struct ApBusAttrs;
+  friend struct ApCardAttrs;
+  friend struct ApQueueAttrs;
+  // bus callbacks
+  int match(core::Device& dev, const core::Driver& drv) const;
+  Result<void> uevent(const core::Device& dev, uevent::Env& env) const;
+  Result<void> probe(core::Device& dev);
+  void remove(core::Device& dev);
+  // scan helpers
+  void scan_adapter(unsigned apid);
+  void remove_card(unsigned apid);
+  void remove_queue(ApCard& card, unsigned apqi);
+  Result<void> commit_mask(bool adapters, const Mask256& next);
+  void revise_bindings();
+  void check_bindings_complete();
+  void root_change(const std::vector<std::pair<std::string, std::string>>& env);
+
+  core::Core* m_core;
+  ApHardware* m_hw;
+  core::Bus* m_bus = nullptr;
+  core::Ref<core::Device> m_root;
+  std::array<core::Ref<ApCard>, kMaxApIds> m_cards;
+  std::vector<std::pair<core::Driver*, ApDriverOps>> m_drivers;
+  Qci m_qci; ///< the QCI seen at the last scan
+  Mask256 m_apmask = Mask256::all(), m_aqmask = Mask256::all();
+  int m_ap_domain = -1;
+  std::uint64_t m_scans = 0;
+  bool m_bindings_done = false;
+  std::uint64_t m_bindings_complete_count = 0;
+  int m_override_count = 0;
+  Knobs m_knobs;
+};
+
+} // namespace apemu::ap

@@ -1,0 +1,109 @@
+// The simulated AP hardware and firmware of one LPAR: the QCI configuration (adapters, usage
+// and control domains, facility flags) and each adapter's type, mode and state, answering TAPQ
+// as the machine would (ap-bus.md §6). The AP bus only learns about the hardware through
+// qci() and tapq(), as the kernel does.
+//
+// Divergence: no real AP instructions run here; TAPQ is a function call.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "apemu/ap/ap_mask.h"
+#include "apemu/base/result.h"
+
+namespace apemu::ap {
+
+/// AP device types (AP_DEVICE_TYPE_*). Current kernels support 10..14.
+inline constexpr int kApTypeCex4 = 10;
+inline constexpr int kApTypeCex8 = 14;
+
+enum class ApMode { Accel, Cca, Ep11 };
+std::string_view mode_name(ApMode m); ///< "accel", "cca", "ep11" (the MODE= uevent values)
+
+/// TAPQ GR2 facility bits in the 32-bit `ap_functions` word (ap-bus.md §6.3).
+namespace fac {
+inline constexpr std::uint32_t kApsc = 0x80000000;  // S
+inline constexpr std::uint32_t kMex4k = 0x40000000; // M
+inline constexpr std::uint32_t kCrt4k = 0x20000000; // C
+inline constexpr std::uint32_t kCca = 0x10000000;   // D
+inline constexpr std::uint32_t kAccel = 0x08000000; // A
+inline constexpr std::uint32_t kEp11 = 0x04000000;  // X
+inline constexpr std::uint32_t kApxa = 0x02000000;  // N
+inline constexpr std::uint32_t kHw = 0x01000000;    // H
+inline constexpr std::uint32_t kFull = 0x00800000;  // F
+inline constexpr std::uint32_t kRestricted = 0x00400000; // R
+inline constexpr std::uint32_t kBsMask = 0x0000C000;     // SE bind state
+} // namespace fac
+
+/// AP response codes (ap-bus.md §6.2) used here.
+namespace rc {
+inline constexpr int kNormal = 0x00;
+inline constexpr int kQNotAvail = 0x01;
+inline constexpr int kResetInProgress = 0x02;
+inline constexpr int kDeconfigured = 0x03;
+inline constexpr int kCheckstopped = 0x04;
+inline constexpr int kBusy = 0x05;
+} // namespace rc
+
+struct Adapter {
+  unsigned id = 0;
+  int raw_type = kApTypeCex8;
+  ApMode mode = ApMode::Cca;
+  /// Domains for which the adapter has queues; combined with the QCI usage domains.
+  Mask256 domains = Mask256::all();
+  int depth = 8;        ///< queue slots (TAPQ qd + 1)
+  int ml = 0;           ///< max message length in 4 KiB units (0 = unknown)
+  std::string serialnr; ///< CCA/EP11 serial number
+  bool configured = true;
+  bool chkstop = false;
+  /// Facility word as TAPQ reports it (derived from mode unless overridden).
+  std::uint32_t functions() const;
+  bool apxa = true; ///< set from the machine
+};
+
+struct TapqResult {
+  int rc = rc::kQNotAvail;
+  std::uint32_t functions = 0; ///< facility word (bits 0-31 of GR2)
+  int at = 0;                  ///< AP type
+  int qd = 0;                  ///< queue depth field (slots - 1)
+  int ml = 0;
+  bool has_info() const { return rc == 0 || rc == 2 || rc == 3 || rc == 4 || rc == 5; }
+};
+
+/// QCI: the configuration the firmware reports.
+struct Qci {
+  bool available = true;
+  bool apsc = true, apxa = true, qact = true, rc8a = true, apsb = false;
+  unsigned na = 63, nd = 15; ///< max adapter / domain id
+  Mask256 apm, aqm, adm;
+};
+
+class ApHardware {
+public:
+  Qci& qci() { return m_qci; }
+  const Qci& qci() const { return m_qci; }
+  bool interrupts() const { return m_interrupts; }
+  void set_interrupts(bool v) { m_interrupts = v; }
+
+  /// Adds (or replaces) an adapter and puts it into the configuration (QCI apm).
+  /// Returns: ERANGE for an id above Na, EINVAL for an unsupported type.
+  Result<void> add_adapter(Adapter a);
+  /// Removes an adapter from the machine and the configuration. Returns: ENODEV if absent.
+  Result<void> remove_adapter(unsigned id);
+  Adapter* adapter(unsigned id);
+  const Adapter* adapter(unsigned id) const;
+  const std::map<unsigned, Adapter>& adapters() const { return m_adapters; }
+
+  /// TAPQ for APQN (apid, apqi) as seen from this LPAR.
+  TapqResult tapq(unsigned apid, unsigned apqi) const;
+
+private:
+  Qci m_qci;
+  bool m_interrupts = true;
+  std::map<unsigned, Adapter> m_adapters;
+};
+
+} // namespace apemu::ap

@@ -1,0 +1,834 @@
+// FUSE low-level adapter over kernfs (see fuse_server.h). Request handlers follow libfuse's
+// passthrough_hp.cc at fuse-3.14.0 (inode table with lookup counts, reply exactly once,
+// invalidations from a separate thread) and give the errnos of fs/sysfs and fs/kernfs.
+#include "apemu/fusefs/fuse_server.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <new>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "apemu/base/assert.h"
+#include "fuse_api.h"
+#include "inode_table.h"
+#include "reply.h"
+
+namespace apemu::fusefs {
+
+using kernfs::Change;
+using kernfs::Dir;
+using kernfs::Node;
+using kernfs::NodeId;
+using kernfs::NodeType;
+
+namespace {
+
+/// An open attribute (fi->fh of open/create): the kernfs per-open snapshot and store channel.
+struct FileHandle {
+  explicit FileHandle(kernfs::OpenFile f) : file(std::move(f)) {}
+  kernfs::OpenFile file;
+};
+
+/// An open directory (fi->fh of opendir). Entries are served in name order; `emitted[i]` is the
+/// name that was returned at offset i + kFirstChildOffset, so a later READDIR at that offset
+/// resumes after that *name*: entries removed in between neither shift nor skip the others
+/// (kernfs resumes by name hash for the same reason).
+struct DirHandle {
+  explicit DirHandle(std::shared_ptr<Node> d) : dir(std::move(d)) {}
+  std::shared_ptr<Node> dir;
+  std::vector<std::string> emitted;
+};
+
+/// Operations counted by FuseServer::request_counts().
+constexpr std::array<std::string_view, 25> kOpNames = {
+    "lookup",  "forget", "forget_multi", "getattr", "setattr", "readlink",    "mknod",
+    "mkdir",   "unlink", "rmdir",        "symlink", "rename",  "link",        "open",
+    "create",  "read",   "write",        "release", "opendir", "readdir",     "readdirplus",
+    "releasedir", "statfs", "access",    "init"};
+
+constexpr off_t kDotOffset = 1;
+constexpr off_t kDotDotOffset = 2;
+constexpr off_t kFirstChildOffset = 3;
+
+/// generic_permission() for a node owned by root:root, as the VFS applies it before sysfs sees
+/// an open or access(2). Root passes read/write checks (CAP_DAC_OVERRIDE; sysfs then refuses
+/// modes without the bit at open), and needs some x bit to execute a non-directory.
+bool may_access(const Node& n, const fuse_ctx& ctx, int mask) {
+  const mode_t mode = n.mode();
+  const bool dir = n.type() == NodeType::Dir;
+  if (ctx.uid == 0) {
+    if (!(mask & X_OK)) return true;
+    return dir || (mode & 0111);
+  }
+  const mode_t bits = (ctx.gid == 0 ? (mode >> 3) : mode) & 07;
+  return (bits & static_cast<mode_t>(mask)) == static_cast<mode_t>(mask);
+}
+
+} // namespace
+
+struct FuseServer::Impl {
+  Impl(kernfs::Tree& t, std::string mp, Options o)
+      : tree(t), mountpoint(std::move(mp)), opt(std::move(o)) {
+    clock_gettime(CLOCK_REALTIME, &start_time);
+  }
+
+  kernfs::Tree& tree;
+  const std::string mountpoint;
+  const Options opt;
+  timespec start_time{};
+
+  fuse_session* se = nullptr;
+  std::thread loop_thread;
+  int loop_result = 0;
+  int root_fd = -1; ///< O_PATH fd of the mounted root, to reach the mount for the wake-up
+  std::atomic<bool> mounted{false};
+  std::mutex unmount_mutex; ///< serializes unmount(); never held with any other lock
+
+  InodeTable inodes;
+
+  // Requests served per operation (for benchmarks and debugging); indexed like kOpNames.
+  std::array<std::atomic<std::uint64_t>, kOpNames.size()> counts{};
+  void count(std::string_view op) {
+    for (std::size_t i = 0; i < kOpNames.size(); ++i)
+      if (kOpNames[i] == op) {
+        counts[i].fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+  }
+
+  // Open handles. Protected by the model lock (handlers hold it anyway while they use a handle).
+  std::unordered_map<std::uint64_t, std::unique_ptr<FileHandle>> files;
+  std::unordered_map<std::uint64_t, std::unique_ptr<DirHandle>> dirs;
+  std::uint64_t next_fh = 1;
+  std::atomic<std::size_t> handle_count{0};
+
+  // Invalidation queue. Lock order: model lock -> q_mutex (the listener runs under the model
+  // lock); the notifier thread holds q_mutex only to take a batch, never while notifying.
+  std::mutex q_mutex;
+  std::condition_variable q_cv;    ///< work arrived or stop
+  std::condition_variable done_cv; ///< a batch was delivered
+  std::vector<Change> queue;
+  std::uint64_t enqueued = 0;
+  std::uint64_t delivered = 0;
+  bool stop = false;
+  std::thread notifier;
+
+  // ---- helpers (model lock held) ----------------------------------------------------------------
+
+  /// The active node behind `ino`, or null (ENOENT).
+  std::shared_ptr<Node> node_locked(fuse_ino_t ino) const {
+    std::shared_ptr<Node> n =
+        ino == FUSE_ROOT_ID ? std::static_pointer_cast<Node>(tree.root()) : inodes.get(ino);
+    if (!n || !n->active()) return nullptr;
+    return n;
+  }
+
+  struct stat stat_locked(const Node& n) const {
+    struct stat st {};
+    st.st_ino = n.id();
+    st.st_uid = 0;
+    st.st_gid = 0;
+    st.st_blksize = static_cast<blksize_t>(kernfs::kPageSize);
+    st.st_atim = st.st_mtim = st.st_ctim = start_time;
+    switch (n.type()) {
+    case NodeType::Dir:
+      st.st_mode = S_IFDIR | n.mode();
+      st.st_nlink = 2;
+      break;
+    case NodeType::Attr:
+      st.st_mode = S_IFREG | n.mode();
+      st.st_nlink = 1;
+      st.st_size = static_cast<off_t>(kernfs::kPageSize); // fs/sysfs/file.c: PAGE_SIZE
+      break;
+    case NodeType::Link: {
+      st.st_mode = S_IFLNK | 0777;
+      st.st_nlink = 1;
+      auto text = static_cast<const kernfs::Link&>(n).target_text();
+      st.st_size = text ? static_cast<off_t>(text->size()) : 0;
+      break;
+    }
+    }
+    return st;
+  }
+
+  fuse_entry_param entry_locked(const Node& n) const {
+    fuse_entry_param e{};
+    e.ino = n.id();
+    e.generation = 0; // node ids are never reused
+    e.attr = stat_locked(n);
+    e.attr_timeout = opt.attr_timeout;
+    e.entry_timeout = opt.entry_timeout;
+    return e;
+  }
+
+  std::uint64_t add_file_locked(kernfs::OpenFile f) {
+    const std::uint64_t fh = next_fh++;
+    files.emplace(fh, std::make_unique<FileHandle>(std::move(f)));
+    ++handle_count;
+    return fh;
+  }
+  void drop_file_locked(std::uint64_t fh) {
+    if (files.erase(fh)) --handle_count;
+  }
+  FileHandle* file_locked(std::uint64_t fh) const {
+    auto it = files.find(fh);
+    return it == files.end() ? nullptr : it->second.get();
+  }
+
+  /// sysfs open: credentials (generic_permission), then kernfs's mode and show/store check
+  /// (EACCES even for root), then a per-open snapshot handle. Fills fi for direct I/O.
+  Result<void> open_locked(const std::shared_ptr<Node>& n, const fuse_ctx& ctx,
+                           fuse_file_info& fi) {
+    const int acc = fi.flags & O_ACCMODE;
+    const bool rd = acc == O_RDONLY || acc == O_RDWR;
+    const bool wr = acc == O_WRONLY || acc == O_RDWR;
+    if (n->type() == NodeType::Dir) return Error(EISDIR);
+    if (!may_access(*n, ctx, (rd ? R_OK : 0) | (wr ? W_OK : 0))) return Error(EACCES);
+    // O_CREAT/O_EXCL never reach open; O_TRUNC (atomic_o_trunc) is accepted and ignored: an
+    // attribute has no stored content to truncate, as in sysfs.
+    APEMU_TRY(kernfs::OpenFile f, kernfs::OpenFile::open(n, rd, wr));
+    fi.fh = add_file_locked(std::move(f));
+    fi.direct_io = 1;   // every read(2)/write(2) must reach show()/store()
+    fi.keep_cache = 0;  // no page cache for attribute text
+    fi.nonseekable = 0; // pread at offset 0 re-renders, as in sysfs
+    fi.noflush = 1;     // close(2) has nothing to flush
+    return {};
+  }
+
+  // ---- invalidation ------------------------------------------------------------------------------
+
+  /// The tree's change listener: runs under the model lock, so it only queues.
+  void on_change(const Change& c) {
+    std::lock_guard g(q_mutex);
+    queue.push_back(c);
+    ++enqueued;
+    q_cv.notify_one();
+  }
+
+  void notifier_main() {
+    std::unique_lock lk(q_mutex);
+    for (;;) {
+      q_cv.wait(lk, [&] { return stop || !queue.empty(); });
+      if (queue.empty()) return; // stop requested and nothing left
+      std::vector<Change> batch;
+      batch.swap(queue);
+      lk.unlock();
+      for (const Change& c : batch) deliver(c);
+      lk.lock();
+      delivered += batch.size();
+      done_cv.notify_all();
+    }
+  }
+
+  /// Pushes one change to the kernel. No lock is held: fuse_lowlevel_notify_inval_entry takes
+  /// the parent directory's inode lock and may wait for a LOOKUP in that directory, which one of
+  /// our handlers answers after taking the model lock.
+  void deliver(const Change& c) {
+    // The kernel can only have cached parent/name if it holds the parent inode; skipping the
+    // others avoids a syscall per attribute while a new device directory is being filled.
+    if (c.parent == FUSE_ROOT_ID || inodes.contains(c.parent)) {
+      // Errors are expected and harmless: ENOENT when nothing was cached.
+      (void)fuse_lowlevel_notify_inval_entry(se, c.parent, c.name.data(), c.name.size());
+    }
+    if (c.kind != Change::Kind::Added && inodes.contains(c.node)) {
+      // The node itself went away or changed its name: drop its cached attributes (and data,
+      // although direct I/O keeps none).
+      (void)fuse_lowlevel_notify_inval_inode(se, c.node, 0, 0);
+    }
+  }
+
+  void flush_invalidations() {
+    std::unique_lock lk(q_mutex);
+    const std::uint64_t target = enqueued;
+    done_cv.wait(lk, [&] { return delivered >= target || (stop && queue.empty()); });
+  }
+
+  void unmount();
+};
+
+namespace {
+
+using Impl = FuseServer::Impl;
+
+Impl& impl_of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
+
+/// Runs a request body with exactly one reply guaranteed: C callbacks must not throw, so an
+/// exception becomes ENOMEM/EIO if nothing was sent yet.
+template <class Body> void serve(const char* op, fuse_req_t req, Body&& body) {
+  Reply r(req);
+  try {
+    Impl& s = impl_of(req);
+    s.count(op);
+    (void)body(r, s);
+  } catch (const std::bad_alloc&) {
+    if (!r.done()) r.error(ENOMEM);
+  } catch (...) {
+    if (!r.done()) r.error(EIO);
+  }
+}
+
+// ---- session -------------------------------------------------------------------------------------
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto& s = *static_cast<Impl*>(userdata);
+  // `echo x > attr` opens with O_TRUNC: take it in OPEN instead of a separate SETATTR(size=0).
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  // Attribute text must never come from a cache.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Link targets change when their target moves; do not cache them.
+  conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
+  if (s.opt.readdirplus && (conn->capable & FUSE_CAP_READDIRPLUS)) {
+    conn->want |= FUSE_CAP_READDIRPLUS;
+    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; // always plus: a walk needs every entry's attrs
+  } else {
+    conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+  }
+}
+
+// ---- names -------------------------------------------------------------------------------------------
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  serve("lookup", req, [&](Reply& r, Impl& s) {
+    fuse_entry_param e;
+    {
+      auto lk = s.tree.lock();
+      auto p = s.node_locked(parent);
+      if (!p) return r.error(ENOENT);
+      if (p->type() != NodeType::Dir) return r.error(ENOTDIR);
+      // Only ever the given parent's own children: "." and ".." are never children, so no name
+      // can lead outside the tree (the kernel resolves ".." itself).
+      auto child = static_cast<Dir&>(*p).find(name);
+      if (!child) return r.error(ENOENT); // not cached (no negative entry timeout)
+      e = s.entry_locked(*child);
+      s.inodes.ref(child);
+    }
+    const int rc = r.entry(e);
+    if (rc != 0) s.inodes.forget(e.ino, 1); // the kernel never saw this reference
+    return rc;
+  });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  serve("forget", req, [&](Reply& r, Impl& s) {
+    s.inodes.forget(ino, nlookup);
+    return r.none();
+  });
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  serve("forget_multi", req, [&](Reply& r, Impl& s) {
+    for (size_t i = 0; i < count; ++i) s.inodes.forget(forgets[i].ino, forgets[i].nlookup);
+    return r.none();
+  });
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  serve("getattr", req, [&](Reply& r, Impl& s) {
+    struct stat st;
+    {
+      auto lk = s.tree.lock();
+      auto n = s.node_locked(ino);
+      if (!n) return r.error(ENOENT);
+      st = s.stat_locked(*n);
+    }
+    return r.attr(st, s.opt.attr_timeout);
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  serve("setattr", req, [&](Reply& r, Impl& s) {
+    struct stat st;
+    {
+      auto lk = s.tree.lock();
+      auto n = s.node_locked(ino);
+      if (!n) return r.error(ENOENT);
+      // sysfs modes and owners are kernel-internal (driver-core.md §2.8).
+      if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        return r.error(EPERM);
+      // truncate(2) or O_TRUNC without atomic_o_trunc: an attribute has nothing to truncate;
+      // the time bits that come along with it are ignored.
+      if (!(to_set & FUSE_SET_ATTR_SIZE)) return r.error(EPERM);
+      if (n->type() != NodeType::Attr) return r.error(EISDIR);
+      if (attr->st_size != 0) return r.error(EPERM);
+      st = s.stat_locked(*n);
+    }
+    return r.attr(st, s.opt.attr_timeout);
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  serve("readlink", req, [&](Reply& r, Impl& s) {
+    std::string text;
+    {
+      auto lk = s.tree.lock();
+      auto n = s.node_locked(ino);
+      if (!n) return r.error(ENOENT);
+      if (n->type() != NodeType::Link) return r.error(EINVAL);
+      auto t = static_cast<kernfs::Link&>(*n).target_text();
+      if (!t) return r.error(t.error());
+      text = std::move(*t);
+    }
+    return r.readlink(text);
+  });
+}
+
+// Nothing can be created, removed or renamed by user space (kernfs has no syscall ops for sysfs).
+void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) {
+  serve("mknod", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) {
+  serve("mkdir", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_unlink(fuse_req_t req, fuse_ino_t, const char*) {
+  serve("unlink", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) {
+  serve("rmdir", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) {
+  serve("symlink", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
+  serve("rename", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
+  serve("link", req, [](Reply& r, Impl&) { return r.error(EPERM); });
+}
+
+// ---- files ---------------------------------------------------------------------------------------
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  serve("open", req, [&](Reply& r, Impl& s) {
+    {
+      auto lk = s.tree.lock();
+      auto n = s.node_locked(ino);
+      if (!n) return r.error(ENOENT);
+      auto res = s.open_locked(n, r.ctx(), *fi);
+      if (!res) return r.error(res.error()); // EACCES/ELOOP/... exactly as kernfs says
+    }
+    const int rc = r.open(*fi);
+    if (rc != 0) { // interrupted: the kernel will never release this handle
+      auto lk = s.tree.lock();
+      s.drop_file_locked(fi->fh);
+    }
+    return rc;
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info* fi) {
+  serve("create", req, [&](Reply& r, Impl& s) {
+    fuse_entry_param e;
+    {
+      auto lk = s.tree.lock();
+      auto p = s.node_locked(parent);
+      if (!p) return r.error(ENOENT);
+      if (p->type() != NodeType::Dir) return r.error(ENOTDIR);
+      auto child = static_cast<Dir&>(*p).find(name);
+      // The VFS answers EACCES for O_CREAT in a directory without ->create (sysfs).
+      if (!child) return r.error(EACCES);
+      // The name appeared after the kernel's negative lookup: behave like an open of it.
+      if (fi->flags & O_EXCL) return r.error(EEXIST);
+      if (child->type() == NodeType::Link) return r.error(EACCES);
+      auto res = s.open_locked(child, r.ctx(), *fi);
+      if (!res) return r.error(res.error());
+      e = s.entry_locked(*child);
+      s.inodes.ref(child);
+    }
+    const int rc = r.create(e, *fi);
+    if (rc != 0) {
+      s.inodes.forget(e.ino, 1);
+      auto lk = s.tree.lock();
+      s.drop_file_locked(fi->fh);
+    }
+    return rc;
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  serve("read", req, [&](Reply& r, Impl& s) {
+    std::string data;
+    {
+      auto lk = s.tree.lock();
+      FileHandle* h = s.file_locked(fi->fh);
+      if (!h) return r.error(EBADF);
+      auto res = h->file.read(static_cast<std::size_t>(off < 0 ? 0 : off), size);
+      if (!res) return r.error(res.error()); // show()'s errno (ENODEV once removed)
+      data = std::move(*res);
+    }
+    return r.buf(data.data(), data.size());
+  });
+}
+
+void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t,
+              fuse_file_info* fi) {
+  serve("write", req, [&](Reply& r, Impl& s) {
+    std::size_t consumed;
+    {
+      auto lk = s.tree.lock();
+      FileHandle* h = s.file_locked(fi->fh);
+      if (!h) return r.error(EBADF);
+      // One write(2) is one store() of at most PAGE_SIZE bytes; the offset is irrelevant.
+      auto res = h->file.write(std::string_view(buf, size));
+      if (!res) return r.error(res.error()); // store()'s errno, unchanged
+      consumed = *res;
+    }
+    return r.write(consumed);
+  });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  serve("release", req, [&](Reply& r, Impl& s) {
+    {
+      auto lk = s.tree.lock(); // the handle may hold the last reference to a removed node
+      s.drop_file_locked(fi->fh);
+    }
+    return r.ok();
+  });
+}
+
+// ---- directories ---------------------------------------------------------------------------------
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  serve("opendir", req, [&](Reply& r, Impl& s) {
+    {
+      auto lk = s.tree.lock();
+      auto n = s.node_locked(ino);
+      if (!n) return r.error(ENOENT);
+      if (n->type() != NodeType::Dir) return r.error(ENOTDIR);
+      if (!may_access(*n, r.ctx(), R_OK)) return r.error(EACCES);
+      const std::uint64_t fh = s.next_fh++;
+      s.dirs.emplace(fh, std::make_unique<DirHandle>(std::move(n)));
+      ++s.handle_count;
+      fi->fh = fh;
+    }
+    fi->cache_readdir = 0; // listings change behind the kernel's back
+    fi->keep_cache = 0;
+    const int rc = r.open(*fi);
+    if (rc != 0) {
+      auto lk = s.tree.lock();
+      if (s.dirs.erase(fi->fh)) --s.handle_count;
+    }
+    return rc;
+  });
+}
+
+void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  serve(plus ? "readdirplus" : "readdir", req, [&](Reply& r, Impl& s) {
+    std::vector<char> buf(size);
+    std::size_t used = 0;
+    std::vector<NodeId> counted; // lookups handed out by this readdirplus reply
+    {
+      auto lk = s.tree.lock();
+      auto it = s.dirs.find(fi->fh);
+      if (it == s.dirs.end()) return r.error(EBADF);
+      DirHandle& h = *it->second;
+      const Node& dnode = *h.dir;
+      const auto& dir = static_cast<const Dir&>(dnode);
+
+      // Appends one entry; false when the reply buffer is full.
+      auto add = [&](const char* name, const Node& n, const struct stat& st, off_t next,
+                     bool real) {
+        std::size_t need;
+        if (plus) {
+          fuse_entry_param e{};
+          if (real) {
+            e = s.entry_locked(n);
+          } else {
+            e.attr = st; // "." and "..": ino 0 tells the kernel not to instantiate them
+          }
+          need = fuse_add_direntry_plus(r.req(), buf.data() + used, size - used, name, &e, next);
+        } else {
+          need = fuse_add_direntry(r.req(), buf.data() + used, size - used, name, &st, next);
+        }
+        if (need > size - used) return false;
+        used += need;
+        return true;
+      };
+      auto dot_stat = [](const Node& n) {
+        struct stat st {};
+        st.st_ino = n.id();
+        st.st_mode = S_IFDIR;
+        return st;
+      };
+
+      if (off < kDotOffset) {
+        if (!add(".", dnode, dot_stat(dnode), kDotOffset, false)) return r.buf(buf.data(), used);
+      }
+      if (off < kDotDotOffset) {
+        const Node& up = dnode.parent() ? *dnode.parent() : dnode; // the root is its own ".."
+        if (!add("..", up, dot_stat(up), kDotDotOffset, false)) return r.buf(buf.data(), used);
+      }
+
+      const auto& children = dir.children(); // empty once the directory was removed
+      auto start = children.begin();
+      if (off < kFirstChildOffset) {
+        h.emitted.clear();
+      } else {
+        const auto k = static_cast<std::size_t>(off - kFirstChildOffset);
+        if (k >= h.emitted.size()) return r.buf(buf.data(), used); // unknown offset: end
+        // Resume after the name last consumed at `off`, wherever it is now.
+        const std::string last = h.emitted[k];
+        h.emitted.resize(k + 1);
+        start = std::upper_bound(children.begin(), children.end(), last,
+                                 [](const std::string& key, const std::shared_ptr<Node>& c) {
+                                   return key < c->name();
+                                 });
+      }
+      for (auto c = start; c != children.end(); ++c) {
+        const Node& child = **c;
+        struct stat st {};
+        st.st_ino = child.id();
+        st.st_mode = child.type() == NodeType::Dir    ? S_IFDIR
+                     : child.type() == NodeType::Attr ? S_IFREG
+                                                      : S_IFLNK;
+        const off_t next = kFirstChildOffset + static_cast<off_t>(h.emitted.size());
+        if (!add(child.name().c_str(), child, st, next, true)) break;
+        h.emitted.push_back(child.name());
+        if (plus) {
+          s.inodes.ref(*c);
+          counted.push_back(child.id());
+        }
+      }
+    }
+    const int rc = r.buf(buf.data(), used);
+    if (rc != 0)
+      for (NodeId id : counted) s.inodes.forget(id, 1);
+    return rc;
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  serve("releasedir", req, [&](Reply& r, Impl& s) {
+    {
+      auto lk = s.tree.lock();
+      if (s.dirs.erase(fi->fh)) --s.handle_count;
+    }
+    return r.ok();
+  });
+}
+
+// ---- misc ----------------------------------------------------------------------------------------
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  serve("statfs", req, [&](Reply& r, Impl& s) {
+    struct statvfs st {};
+    st.f_bsize = kernfs::kPageSize;
+    st.f_frsize = kernfs::kPageSize;
+    st.f_namemax = 255;
+    {
+      auto lk = s.tree.lock();
+      st.f_files = s.tree.node_count();
+    }
+    return r.statfs(st);
+  });
+}
+
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  serve("access", req, [&](Reply& r, Impl& s) {
+    auto lk = s.tree.lock();
+    auto n = s.node_locked(ino);
+    if (!n) return r.error(ENOENT);
+    return r.error(may_access(*n, r.ctx(), mask & (R_OK | W_OK | X_OK)) ? 0 : EACCES);
+  });
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_rmdir;
+  ops.symlink = op_symlink;
+  ops.rename = op_rename;
+  ops.link = op_link;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.release = op_release;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.readdirplus = op_readdirplus;
+  ops.releasedir = op_releasedir;
+  ops.statfs = op_statfs;
+  ops.access = op_access;
+  ops.create = op_create;
+  // flush and fsync stay unimplemented: ENOSYS makes the kernel stop sending them, and close(2)
+  // on sysfs has nothing to report.
+  return ops;
+}();
+
+} // namespace
+
+// ---- Impl::unmount -----------------------------------------------------------------------------------
+
+void FuseServer::Impl::unmount() {
+  std::lock_guard g(unmount_mutex);
+  if (!mounted.exchange(false)) return;
+
+  // 1. No more changes get queued.
+  {
+    auto lk = tree.lock();
+    tree.set_change_listener({});
+  }
+  // 2. Drain and stop the invalidation thread while the loop still answers the requests that a
+  //    notify may wait for.
+  {
+    std::lock_guard q(q_mutex);
+    stop = true;
+  }
+  q_cv.notify_all();
+  if (notifier.joinable()) notifier.join();
+  done_cv.notify_all();
+
+  // 3. End the session loop. fuse_session_loop_mt only notices the exit flag after a worker
+  //    finished a request, so send one (a LOOKUP of a name that does not exist) from a helper
+  //    thread: if all workers are already gone the request stays queued until the /dev/fuse
+  //    descriptor is closed below, and this thread must not be the one waiting for it.
+  fuse_session_exit(se);
+  std::thread waker;
+  auto wake = [fd = root_fd, mp = mountpoint] {
+    struct stat st;
+    if (fd >= 0)
+      (void)fstatat(fd, ".apemu-unmount-wakeup", &st, AT_SYMLINK_NOFOLLOW);
+    else
+      (void)lstat((mp + "/.apemu-unmount-wakeup").c_str(), &st);
+  };
+  try {
+    waker = std::thread(wake);
+  } catch (...) {
+    wake(); // no thread: the wake-up request is answered unless every worker already quit
+  }
+  if (loop_thread.joinable()) loop_thread.join();
+
+  // 4. Close /dev/fuse (aborts the connection: pending requests and still-open files fail with
+  //    ENOTCONN) and detach the mount (MNT_DETACH, as root).
+  if (root_fd >= 0) {
+    ::close(root_fd);
+    root_fd = -1;
+  }
+  fuse_session_unmount(se);
+  if (waker.joinable()) waker.join();
+  fuse_session_destroy(se);
+  se = nullptr;
+
+  // 5. The kernel is gone: drop its handles and lookup counts.
+  {
+    auto lk = tree.lock();
+    files.clear();
+    dirs.clear();
+    handle_count = 0;
+  }
+  inodes.clear();
+}
+
+// ---- FuseServer --------------------------------------------------------------------------------------
+
+FuseServer::FuseServer(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+
+FuseServer::~FuseServer() { unmount(); }
+
+void FuseServer::unmount() { m_impl->unmount(); }
+bool FuseServer::mounted() const { return m_impl->mounted.load(); }
+const std::string& FuseServer::mountpoint() const { return m_impl->mountpoint; }
+const Options& FuseServer::options() const { return m_impl->opt; }
+int FuseServer::session_fd() const {
+  return m_impl->mounted.load() && m_impl->se ? fuse_session_fd(m_impl->se) : -1;
+}
+void FuseServer::flush_invalidations() { m_impl->flush_invalidations(); }
+std::size_t FuseServer::inode_count() const { return m_impl->inodes.size(); }
+std::size_t FuseServer::handle_count() const { return m_impl->handle_count.load(); }
+std::map<std::string, std::uint64_t> FuseServer::request_counts() const {
+  std::map<std::string, std::uint64_t> out;
+  for (std::size_t i = 0; i < kOpNames.size(); ++i)
+    if (auto n = m_impl->counts[i].load(std::memory_order_relaxed))
+      out.emplace(std::string(kOpNames[i]), n);
+  return out;
+}
+
+Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
+                                                      const std::string& mountpoint,
+                                                      const Options& opt) {
+  struct stat st;
+  if (::stat(mountpoint.c_str(), &st) != 0) return Error(errno, "mountpoint " + mountpoint);
+  if (!S_ISDIR(st.st_mode)) return Error(ENOTDIR, "mountpoint " + mountpoint);
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) return Error(errno, "/dev/fuse");
+
+  auto impl = std::make_unique<Impl>(tree, mountpoint, opt);
+  Impl& s = *impl;
+
+  std::string mount_opts = "fsname=" + opt.fsname + ",subtype=" + opt.subtype;
+  if (opt.allow_other) mount_opts += ",allow_other";
+  std::vector<std::string> argv_s = {"apemu-fusefs", "-o", mount_opts};
+  if (opt.debug) argv_s.emplace_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  s.se = fuse_session_new(&args, &kOps, sizeof(kOps), &s);
+  fuse_opt_free_args(&args);
+  if (!s.se) return Error(EINVAL, "fuse_session_new rejected -o " + mount_opts);
+
+  errno = 0;
+  if (fuse_session_mount(s.se, mountpoint.c_str()) != 0) {
+    const int err = errno ? errno : EIO;
+    fuse_session_destroy(s.se);
+    s.se = nullptr;
+    return Error(err, "mounting " + mountpoint);
+  }
+
+  {
+    auto lk = tree.lock();
+    tree.set_change_listener([&s](const Change& c) { s.on_change(c); });
+  }
+  s.mounted = true;
+  try {
+    s.notifier = std::thread([&s] { s.notifier_main(); });
+    s.loop_thread = std::thread([&s] {
+      fuse_loop_config* cfg = fuse_loop_cfg_create();
+      fuse_loop_cfg_set_max_threads(cfg, s.opt.max_threads ? s.opt.max_threads : 1);
+      fuse_loop_cfg_set_clone_fd(cfg, 0);
+      s.loop_result = fuse_session_loop_mt(s.se, cfg);
+      fuse_loop_cfg_destroy(cfg);
+    });
+  } catch (...) {
+    s.unmount(); // stops whatever did start (a missing loop thread is skipped)
+    return Error(EAGAIN, "cannot start the FUSE threads");
+  }
+  // Our handle on the mount itself, so unmount() can reach it even when the path no longer
+  // leads there (lazily unmounted or over-mounted).
+  s.root_fd = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+  return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
+}
+
+} // namespace apemu::fusefs
