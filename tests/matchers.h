@@ -8,6 +8,18 @@
 
 #include "apemu/base/result.h"
 
+namespace apemu {
+/// Readable gtest output for Results: the value or the errno name and context.
+template <class T> void PrintTo(const Result<T>& r, std::ostream* os) {
+  if (!r.has_value()) {
+    *os << "error " << r.error().describe();
+    return;
+  }
+  if constexpr (std::is_void_v<T>) *os << "ok";
+  else *os << ::testing::PrintToString(r.value());
+}
+} // namespace apemu
+
 namespace apemu::testing {
 
 MATCHER(IsOk, "succeeds") {

@@ -47,14 +47,16 @@ Result<ap::Mask256> id_list(const Ctx& c, const toml::node& n, const std::string
 }
 
 Result<bool> get_bool(const Ctx& c, const toml::node& n, const std::string& key) {
-  if (auto v = n.value<bool>()) return *v;
+  // Strict: toml++'s value<bool>() would also accept integers.
+  if (const auto* b = n.as_boolean()) return b->get();
   return c.err(&n, key, "expected true or false");
 }
 
 Result<std::int64_t> get_int(const Ctx& c, const toml::node& n, const std::string& key,
                              std::int64_t lo, std::int64_t hi) {
-  auto v = n.value<std::int64_t>();
-  if (!v || n.is_floating_point()) return c.err(&n, key, "expected an integer");
+  const auto* i = n.as_integer();
+  if (!i) return c.err(&n, key, "expected an integer");
+  const std::int64_t* v = &i->get();
   if (*v < lo || *v > hi)
     return c.err(&n, key, "must be " + std::to_string(lo) + ".." + std::to_string(hi), ERANGE);
   return *v;

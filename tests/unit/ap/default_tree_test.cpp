@@ -1,0 +1,24 @@
+// Golden file of the exported tree of topologies/default.toml, byte for byte: names, modes,
+// link targets and attribute values (issue 4 acceptance).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "apemu/testbed/testbed.h"
+#include "golden.h"
+#include "matchers.h"
+
+using namespace apemu;
+using namespace apemu::testing;
+
+TEST(DefaultTopology, ExportedTreeMatchesGoldenFile) {
+  auto tb = testbed::Testbed::from_file(testbed::default_topology_path());
+  ASSERT_THAT(tb, IsOk());
+  const auto dir = std::filesystem::temp_directory_path() / ("apemu-default-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  ASSERT_THAT((*tb)->export_to(dir), IsOk());
+  expect_golden("default_tree.txt", dump_directory(dir.string()));
+  // The export is the model: the same text as the in-memory dump.
+  EXPECT_EQ(dump_directory(dir.string()), (*tb)->dump("/"));
+  std::filesystem::remove_all(dir);
+}
