@@ -95,7 +95,7 @@ Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
 
 ApBus::~ApBus() {
   auto lk = m_core->lock();
-  for (unsigned id = 0; id < kMaxApIds; ++id) remove_card(id);
+  for (unsigned id = kMaxApIds; id-- > 0;) remove_card(id);
   while (!m_drivers.empty()) unregister_driver(m_drivers.back().first);
   m_core->root_device_unregister(std::move(m_root));
   m_core->bus_unregister(*m_bus);
@@ -254,7 +254,9 @@ void ApBus::remove_queue(ApCard& card, unsigned apqi) {
 
 void ApBus::remove_card(unsigned apid) {
   if (!m_cards[apid]) return;
-  for (unsigned d = 0; d < kMaxApIds; ++d) remove_queue(*m_cards[apid], d);
+  // Highest domain first: the kernel removes children in any order, but LIFO keeps the
+  // removal from the large /sys/bus/ap/devices directory cheap.
+  for (unsigned d = kMaxApIds; d-- > 0;) remove_queue(*m_cards[apid], d);
   m_core->device_unregister(std::move(m_cards[apid]));
 }
 

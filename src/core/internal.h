@@ -11,9 +11,11 @@ template <class T> bool owns(const std::vector<std::unique_ptr<T>>& v, const T* 
   return std::any_of(v.begin(), v.end(), [&](const auto& u) { return u.get() == p; });
 }
 
+/// Removes `p`, searching from the back: teardown is LIFO (children and the last-added devices
+/// go first), which keeps removal from large lists cheap.
 template <class T> void erase_one(std::vector<T*>& v, T* p) {
-  auto it = std::find(v.begin(), v.end(), p);
-  if (it != v.end()) v.erase(it);
+  auto it = std::find(v.rbegin(), v.rend(), p);
+  if (it != v.rend()) v.erase(std::next(it).base());
 }
 
 } // namespace apemu::core::internal

@@ -68,6 +68,7 @@ public:
   static Result<std::unique_ptr<UdevSender>> create(Options options = {});
 
   /// Drains the queue (as flush()), then stops and joins the worker and closes the socket.
+  /// Locking: as flush(); unsubscribe the sender from the Broadcaster first.
   ~UdevSender();
 
   UdevSender(const UdevSender&) = delete;
