@@ -142,6 +142,13 @@ Bus* Core::find_bus(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<Bus*> Core::buses() const {
+  auto lk = lock();
+  std::vector<Bus*> out;
+  for (const auto& b : m_buses) out.push_back(b.get());
+  return out;
+}
+
 std::vector<Driver*> Bus::drivers() const {
   std::vector<Driver*> out;
   out.reserve(m_drivers.size());

@@ -92,6 +92,13 @@ void UdevSender::run() {
 
 void UdevSender::send_one(const uevent::Event& ev) {
   UdevExtras extras = m_options.prepare ? m_options.prepare(ev) : UdevExtras{monotonic_usec(), {}};
+  // Group 0 means "database only": a message to port 0 without a group would be a kernel
+  // uevent injection (rebroadcast on the kernel group), which must never happen.
+  if (m_options.group == 0) {
+    std::lock_guard lock(m_mutex);
+    ++m_sent;
+    return;
+  }
   const std::string msg = build_udev_message(ev, extras);
 
   sockaddr_nl dst{};

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 
+#include "apemu/testbed/control.h"
+#include "apemu/testbed/run.h"
 #include "apemu/testbed/show.h"
 #include "apemu/testbed/testbed.h"
 
@@ -65,7 +67,54 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
   add_common(show_cmd, common);
 
+  std::vector<std::string> run_argv;
+  auto* run_cmd = app.add_subcommand(
+      "run", "run CMD with the emulated tree as /sys in private mount and network namespaces");
+  run_cmd->add_option("CMD", run_argv, "command and arguments (after --)");
+  add_common(run_cmd, common);
+
+  testbed::ServeOptions serve_opt;
+  auto* serve_cmd = app.add_subcommand("serve", "serve the emulated tree on a mountpoint");
+  serve_cmd->add_option("--mountpoint,-m", serve_opt.mountpoint, "an existing directory")->required();
+  serve_cmd->add_option("--control", serve_opt.control_socket,
+                        "control socket (default $APEMU_CTL or /run/apemu/ctl.sock)");
+  serve_cmd->add_option("--udev-root", serve_opt.udev_root,
+                        "also keep a udev database in this directory");
+  add_common(serve_cmd, common);
+
+  std::vector<std::string> ctl_argv;
+  std::string ctl_socket;
+  auto* ctl_cmd = app.add_subcommand("ctl", "send a command to a running instance (see README)");
+  ctl_cmd->add_option("--socket,-s", ctl_socket, "control socket (default $APEMU_CTL)");
+  ctl_cmd->add_option("VERB", ctl_argv, "scan | show | tree [P] | dmesg | card ... | domain ...")
+      ->required();
+  ctl_cmd->prefix_command(false);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*run_cmd) {
+    testbed::RunOptions ro;
+    ro.topology = common.topology;
+    ro.argv = run_argv;
+    ro.verbose = common.verbose;
+    auto r = testbed::run_isolated(ro);
+    if (!r) return fail(r.error(), "run");
+    return *r;
+  }
+  if (*serve_cmd) {
+    serve_opt.topology = common.topology;
+    serve_opt.verbose = common.verbose;
+    auto r = testbed::serve(serve_opt);
+    if (!r) return fail(r.error(), "serve");
+    return *r;
+  }
+  if (*ctl_cmd) {
+    auto r = testbed::ctl_request(ctl_socket.empty() ? testbed::default_control_socket() : ctl_socket,
+                                  ctl_argv);
+    if (!r) return fail(r.error(), "ctl");
+    std::fputs(r->c_str(), stdout);
+    return 0;
+  }
 
   if (*export_cmd) {
     auto tb = boot_or_exit(common);

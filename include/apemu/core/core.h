@@ -78,6 +78,8 @@ public:
   /// Emits: remove /bus/NAME.
   void bus_unregister(Bus& bus);
   Bus* find_bus(std::string_view name) const;
+  /// Registered buses in registration order.
+  std::vector<Bus*> buses() const;
 
   /// bus_for_each_dev: every registered device of the bus in add order, starting after
   /// `start` (exclusive; null = from the head). Stops at and returns the first non-zero return

@@ -35,7 +35,8 @@ struct UdevSenderOptions {
   /// broadcasts, so this is where UdevDatabase::on_event belongs. Default (empty): only
   /// USEC_INITIALIZED = monotonic_usec() at send time.
   std::function<UdevExtras(const uevent::Event&)> prepare;
-  /// Destination multicast group bit (MONITOR_GROUP_UDEV).
+  /// Destination multicast group bit (MONITOR_GROUP_UDEV). 0: nothing is sent, `prepare`
+  /// still runs (keeps a udev database without broadcasting, e.g. outside a private netns).
   std::uint32_t group = kUdevMonitorGroup;
   /// Where send errors are reported (may be null). Must outlive the sender.
   Log* log = nullptr;

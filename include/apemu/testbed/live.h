@@ -1,0 +1,53 @@
+// A live machine: the Testbed's tree served through FUSE, uevents delivered to real udev
+// clients (udev netlink group in the caller's network namespace, /run/udev database) and the
+// control socket for `apemu ctl`. Used by `apemu serve` and `apemu run`.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "apemu/base/result.h"
+#include "apemu/testbed/testbed.h"
+
+namespace apemu::fusefs {
+class FuseServer;
+}
+namespace apemu::netlink {
+class UdevSender;
+class UdevDatabase;
+} // namespace apemu::netlink
+
+namespace apemu::testbed {
+
+class ControlServer;
+
+struct LiveOptions {
+  std::string mountpoint;     ///< where the tree is mounted (an existing directory)
+  bool netlink = false;       ///< broadcast udev-format events (only in a private netns!)
+  std::string udev_root;      ///< write a udev database here ("" = none)
+  std::string control_socket; ///< path of the control socket ("" = none)
+};
+
+class LiveSession {
+public:
+  /// Mounts, starts the event delivery and the control socket. Returns: the errno of the first
+  /// failing step (mount, socket, database); nothing is left behind on failure.
+  static Result<std::unique_ptr<LiveSession>> start(Testbed& tb, const LiveOptions& opt);
+  ~LiveSession();
+  /// Stops the control socket, drains events, unmounts. Idempotent.
+  void stop();
+  /// Waits until queued uevents were sent and tree changes invalidated in the kernel caches.
+  void flush();
+  fusefs::FuseServer& fuse() { return *m_fuse; }
+
+private:
+  LiveSession() = default;
+  Testbed* m_tb = nullptr;
+  std::unique_ptr<netlink::UdevDatabase> m_db;
+  std::unique_ptr<netlink::UdevSender> m_sender;
+  std::unique_ptr<fusefs::FuseServer> m_fuse;
+  std::unique_ptr<ControlServer> m_control;
+  int m_subscription = 0;
+};
+
+} // namespace apemu::testbed

@@ -1,0 +1,40 @@
+// `apemu run` and `apemu serve`: process-level setup around a LiveSession.
+//
+// run: like umockdev-run. In a private mount and network namespace it mounts the emulated tree
+// on /sys, gives CMD a private empty /run (with /run/udev holding the udev database and control
+// file, /run/apemu the control socket) and a private empty /etc/mdevctl.d, sets
+// SYSTEMD_DEVICE_VERIFY_SYSFS=0 and APEMU_CTL, runs CMD and returns its exit code. The host's
+// /sys, /run and /etc are never modified: every mount happens in the private namespace.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "apemu/base/result.h"
+
+namespace apemu::testbed {
+
+struct RunOptions {
+  std::string topology;          ///< topology file ("" = default)
+  std::vector<std::string> argv; ///< command; empty = interactive shell when stdin is a tty
+  bool verbose = false;
+};
+
+/// Must be called while the process is still single-threaded (unshare needs it for a clean
+/// namespace switch). Returns: CMD's exit status (128+signal when killed); EPERM when namespaces
+/// or mounts are not permitted; EINVAL without CMD and without a terminal.
+Result<int> run_isolated(const RunOptions& opt);
+
+struct ServeOptions {
+  std::string topology;
+  std::string mountpoint;
+  std::string control_socket; ///< "" = default_control_socket()
+  std::string udev_root;      ///< optional udev database directory
+  bool verbose = false;
+};
+
+/// Serves until SIGINT or SIGTERM, then unmounts cleanly. Prints "READY <mountpoint>" on
+/// stdout once mounted. Returns: 0, or the errno of a failed setup step.
+Result<int> serve(const ServeOptions& opt);
+
+} // namespace apemu::testbed
