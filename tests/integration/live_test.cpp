@@ -1,0 +1,187 @@
+// `apemu run` / `apemu serve` / `apemu ctl` end to end with real clients: udevadm, a libudev
+// monitor (tests/clients/udev_monitor.c), shells, through the FUSE tree in private namespaces
+// (driver-core.md §3.7–3.9, §4; clients.md §8; ap-bus.md §9).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+struct Output {
+  int status = -1;
+  std::string text;
+};
+
+/// Runs `sh -c cmd`, capturing stdout and stderr together.
+Output sh(const std::string& cmd) {
+  Output o;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return o;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) o.text.append(buf.data(), n);
+  const int st = ::pclose(p);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return o;
+}
+
+std::string apemu_run(const std::string& script) {
+  return std::string(APEMU_BIN) + " run -- sh -c '" + script + "'";
+}
+
+bool can_run_namespaces() {
+  static const bool ok = sh(std::string(APEMU_BIN) + " run -- true").status == 0;
+  return ok;
+}
+
+#define REQUIRE_FACILITIES()                                                                       \
+  do {                                                                                             \
+    if (!can_run_namespaces()) {                                                                   \
+      if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")                     \
+        FAIL() << "apemu run cannot create namespaces or mount FUSE under CI";                     \
+      GTEST_SKIP() << "namespaces/FUSE unavailable (not root or no /dev/fuse)";                    \
+    }                                                                                              \
+  } while (0)
+
+} // namespace
+
+TEST(ApemuRun, ExitCodeIsTheCommandsAndTheHostSysIsUntouched) {
+  REQUIRE_FACILITIES();
+  EXPECT_EQ(sh(apemu_run("exit 7")).status, 7);
+  auto o = sh(apemu_run("ls /sys/bus/ap/devices | wc -l; cat /sys/kernel/uevent_seqnum; "
+                        "echo $SYSTEMD_DEVICE_VERIFY_SYSFS; ls -A /etc/mdevctl.d | wc -l"));
+  ASSERT_EQ(o.status, 0) << o.text;
+  std::istringstream in(o.text);
+  std::string n, seq, verify, mdevctl_entries;
+  in >> n >> seq >> verify >> mdevctl_entries;
+  EXPECT_EQ(n, "15");
+  EXPECT_EQ(verify, "0");
+  EXPECT_EQ(mdevctl_entries, "0"); // a private, empty /etc/mdevctl.d
+  struct stat st {};
+  EXPECT_NE(::stat("/sys/bus/ap", &st), 0) << "the host's /sys must not change";
+  EXPECT_EQ(sh(std::string(APEMU_BIN) + " run -- /nonexistent-command").status, 127);
+}
+
+TEST(ApemuRun, WritesReturnTheKernelErrnoThroughTheLiveTree) {
+  REQUIRE_FACILITIES();
+  auto o = sh(std::string(APEMU_BIN) + " run -- bash -c '"
+              "echo \"#apmask\"; echo zz > /sys/bus/ap/apmask; "
+              "echo \"#config_time\"; echo 999 > /sys/bus/ap/config_time; "
+              "echo \"#bind\"; echo 01.0004 > /sys/bus/ap/drivers/cex4queue/bind; "
+              "cat /sys/bus/ap/drivers_probe; "
+              "echo -1 > /sys/bus/ap/apmask && cat /sys/bus/ap/bindings'");
+  const std::string err = "bash: line 1: echo: write error: ";
+  EXPECT_THAT(o.text, HasSubstr("#apmask\n" + err + "Invalid argument\n"));
+  EXPECT_THAT(o.text, HasSubstr("#config_time\n" + err + "Invalid argument\n"));
+  EXPECT_THAT(o.text, HasSubstr("#bind\n" + err + "Device or resource busy\n"));
+  EXPECT_THAT(o.text, HasSubstr("drivers_probe: Permission denied"));
+  EXPECT_THAT(o.text, HasSubstr("8/12\n")); // card 01's queues were unbound
+}
+
+TEST(ApemuRun, UdevadmSeesTheEmulatedDevicesWithTheirProperties) {
+  REQUIRE_FACILITIES();
+  auto o = sh(apemu_run("udevadm info --export-db"));
+  ASSERT_EQ(o.status, 0) << o.text;
+  EXPECT_THAT(o.text, HasSubstr("P: /devices/ap/card01\nM: card01\nR: 01\n"));
+  EXPECT_THAT(o.text, HasSubstr("E: SUBSYSTEM=ap\nE: DEVTYPE=ap_card\nE: DRIVER=cex4card\n"
+                                "E: DEV_TYPE=000E\nE: MODALIAS=ap:t0E\nE: MODE=cca\n"));
+  EXPECT_THAT(o.text, HasSubstr("P: /devices/ap/card02/02.0007\n"));
+  // Every device exactly once, and never the bus-less root /devices/ap (driver-core.md §7.5).
+  EXPECT_EQ(std::count(o.text.begin(), o.text.end(), 'P') >= 15, true);
+  EXPECT_THAT(o.text, Not(HasSubstr("P: /devices/ap\n")));
+  auto one = sh(apemu_run("udevadm info /sys/bus/ap/devices/01.0005"));
+  ASSERT_EQ(one.status, 0) << one.text;
+  EXPECT_THAT(one.text, HasSubstr("P: /devices/ap/card01/01.0005\n"));
+  EXPECT_THAT(one.text, HasSubstr("U: ap\nT: ap_queue\nV: cex4queue\n"));
+  EXPECT_THAT(one.text, HasSubstr("E: USEC_INITIALIZED="));
+}
+
+TEST(ApemuRun, BusLessDeviceHasNoSubsystemAndIsSkippedByEnumeration) {
+  // The libudev case of the matrix-device history (driver-core.md §4.7): /sys/devices/ap is
+  // registered without a bus (root_device_register); its cards are bus devices.
+  REQUIRE_FACILITIES();
+  auto o = sh(apemu_run("udevadm info /sys/devices/ap; echo rc=$?; "
+                        "udevadm info /sys/devices/ap/card00 | grep ^U:"));
+  // The bus-less device: a record without a U: (subsystem) line; the bus device: "U: ap".
+  const auto first = o.text.substr(0, o.text.find("rc="));
+  EXPECT_THAT(first, HasSubstr("P: /devices/ap\n"));
+  EXPECT_THAT(first, Not(HasSubstr("U:")));
+  EXPECT_THAT(o.text, HasSubstr("U: ap\n"));
+  auto list = sh(apemu_run("udevadm trigger --dry-run --verbose --subsystem-match=ap"));
+  EXPECT_THAT(list.text, HasSubstr("/sys/devices/ap/card00\n"));
+  EXPECT_THAT(list.text, Not(HasSubstr("/sys/devices/ap\n")));
+}
+
+TEST(ApemuRun, LibudevMonitorReceivesEventsInSeqnumOrderIncludingTrigger) {
+  REQUIRE_FACILITIES();
+  const std::string ctl = std::string(APEMU_BIN) + " ctl";
+  const std::string script =
+      std::string(UDEV_MONITOR) + " --count 11 --timeout-ms 15000 --subsystem ap > /run/apemu/mon.out & "
+      "for i in $(seq 100); do grep -q READY /run/apemu/mon.out 2>/dev/null && break; sleep 0.05; done; " +
+      ctl + " card add 9 CEX8 accel 4 && " +
+      "udevadm trigger --action=change --settle /sys/devices/ap/card09 && " + ctl +
+      " card remove 9 && wait; cat /run/apemu/mon.out";
+  auto o = sh(apemu_run(script));
+  ASSERT_EQ(o.status, 0) << o.text;
+  std::istringstream in(o.text);
+  std::string line;
+  std::vector<std::string> got;
+  long last_seq = -1;
+  while (std::getline(in, line)) {
+    if (line == "READY" || line.empty() || line[0] == ' ') continue;
+    std::istringstream f(line);
+    std::string action, devpath, subsystem, driver;
+    long seq;
+    f >> action >> devpath >> subsystem >> seq >> driver;
+    EXPECT_GT(seq, last_seq) << line;
+    last_seq = seq;
+    got.push_back(action + " " + devpath + " " + driver);
+  }
+  EXPECT_THAT(got, ::testing::ElementsAre(
+                       "add /devices/ap/card09 -", "bind /devices/ap/card09 cex4card",
+                       "add /devices/ap/card09/09.0004 -", "bind /devices/ap/card09/09.0004 cex4queue",
+                       "change /devices/ap -", "change /devices/ap/card09 cex4card",
+                       // udevadm trigger on a path also triggers the devices below it
+                       "change /devices/ap/card09/09.0004 cex4queue",
+                       "unbind /devices/ap/card09/09.0004 -", "remove /devices/ap/card09/09.0004 -",
+                       "unbind /devices/ap/card09 -", "remove /devices/ap/card09 -"));
+}
+
+TEST(ApemuServe, MountsServesControlAndUnmountsOnSigterm) {
+  REQUIRE_FACILITIES();
+  char dir[] = "/tmp/apemu-serve-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string sock = std::string(dir) + ".sock";
+  const std::string out = std::string(dir) + ".out";
+  // Serve in a private mount namespace so a crash cannot leave a stale mount on the host.
+  const std::string cmd =
+      "unshare -m --propagation private sh -c '" + std::string(APEMU_BIN) + " serve -m " + dir +
+      " --control " + sock + " > " + out + " & pid=$!; "
+      "for i in $(seq 100); do grep -q READY " + out + " && break; sleep 0.05; done; "
+      "cat " + dir + "/bus/ap/ap_domain; " + APEMU_BIN + " ctl -s " + sock + " card add 0x0c CEX8 cca; "
+      "ls " + dir + "/devices/ap; " + APEMU_BIN + " ctl -s " + sock + " card add 0x0c CEX8 cca; echo ctl=$?; "
+      "stat -c %a " + sock + "; kill -TERM $pid; wait $pid; echo serve=$?; "
+      "grep -c " + dir + " /proc/self/mountinfo'";
+  auto o = sh(cmd);
+  EXPECT_THAT(o.text, HasSubstr("4\n"));
+  EXPECT_THAT(o.text, HasSubstr("card0c"));
+  EXPECT_THAT(o.text, HasSubstr("apemu: ctl: adapter 0x0c exists\nctl=1\n"));
+  EXPECT_THAT(o.text, HasSubstr("600\n"));
+  EXPECT_THAT(o.text, HasSubstr("serve=0\n0\n")); // clean exit, nothing left mounted
+  ::rmdir(dir);
+  ::unlink(out.c_str());
+}
