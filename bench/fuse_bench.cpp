@@ -9,7 +9,7 @@
 //     descriptor, and an echo-style open+write+close, each against the tmpfs copy.
 // Prints "fuse: X s, tmpfs: Y s, ratio: Z" lines. Needs root (mounts) and /dev/fuse.
 //
-// Usage: fuse_bench [--devices N] [--writes N] [--rounds N] [--no-readdirplus]
+// Usage: fuse_bench [--devices N] [--writes N] [--rounds N] [--threads N] [--no-readdirplus]
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -177,11 +177,14 @@ int main(int argc, char** argv) {
       nwrites = std::atoi(argv[++i]);
     else if (a == "--rounds" && i + 1 < argc)
       rounds = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--threads" && i + 1 < argc)
+      opt.max_threads = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
     else if (a == "--no-readdirplus")
       opt.readdirplus = false;
     else {
       std::fprintf(stderr,
-                   "usage: %s [--devices N] [--writes N] [--rounds N] [--no-readdirplus]\n",
+                   "usage: %s [--devices N] [--writes N] [--rounds N] [--threads N] "
+                   "[--no-readdirplus]\n",
                    argv[0]);
       return 2;
     }

@@ -4,6 +4,8 @@
 #include "apemu/fusefs/fuse_server.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -56,11 +59,11 @@ struct DirHandle {
 };
 
 /// Operations counted by FuseServer::request_counts().
-constexpr std::array<std::string_view, 25> kOpNames = {
-    "lookup",  "forget", "forget_multi", "getattr", "setattr", "readlink",    "mknod",
-    "mkdir",   "unlink", "rmdir",        "symlink", "rename",  "link",        "open",
-    "create",  "read",   "write",        "release", "opendir", "readdir",     "readdirplus",
-    "releasedir", "statfs", "access",    "init"};
+constexpr std::array<std::string_view, 24> kOpNames = {
+    "lookup",     "forget", "forget_multi", "getattr", "setattr", "readlink", "mknod",
+    "mkdir",      "unlink", "rmdir",        "symlink", "rename",  "link",     "open",
+    "create",     "read",   "write",        "release", "opendir", "readdir",  "readdirplus",
+    "releasedir", "statfs", "access"};
 
 constexpr off_t kDotOffset = 1;
 constexpr off_t kDotDotOffset = 2;
@@ -95,8 +98,10 @@ struct FuseServer::Impl {
 
   fuse_session* se = nullptr;
   std::thread loop_thread;
-  int loop_result = 0;
-  int root_fd = -1; ///< O_PATH fd of the mounted root, to reach the mount for the wake-up
+  int wake_signal = 0; ///< signal that interrupts the loop thread's sem_wait (0: none)
+  std::mutex loop_mutex;
+  std::condition_variable loop_cv;
+  bool loop_done = false; ///< fuse_session_loop_mt returned (loop_mutex)
   std::atomic<bool> mounted{false};
   std::mutex unmount_mutex; ///< serializes unmount(); never held with any other lock
 
@@ -265,6 +270,27 @@ struct FuseServer::Impl {
 namespace {
 
 using Impl = FuseServer::Impl;
+
+/// No-op: delivering it is what interrupts sem_wait() in fuse_session_loop_mt.
+extern "C" void on_wake_signal(int) {}
+
+/// The real-time signal used to wake session loops (SIGRTMAX-3), with the no-op handler
+/// installed once; 0 when the application already uses that signal for something else.
+int wake_signal() {
+  static const int sig = [] {
+    const int s = SIGRTMAX - 3;
+    struct sigaction old {};
+    if (sigaction(s, nullptr, &old) != 0) return 0;
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == on_wake_signal) return s;
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) return 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_wake_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; // no SA_RESTART (sem_wait is never restarted anyway)
+    return sigaction(s, &sa, nullptr) == 0 ? s : 0;
+  }();
+  return sig;
+}
 
 Impl& impl_of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
 
@@ -711,32 +737,39 @@ void FuseServer::Impl::unmount() {
   if (notifier.joinable()) notifier.join();
   done_cv.notify_all();
 
-  // 3. End the session loop. fuse_session_loop_mt only notices the exit flag after a worker
-  //    finished a request, so send one (a LOOKUP of a name that does not exist) from a helper
-  //    thread: if all workers are already gone the request stays queued until the /dev/fuse
-  //    descriptor is closed below, and this thread must not be the one waiting for it.
+  // 3. End the session loop. fuse_session_loop_mt waits in sem_wait() until a worker has seen
+  //    the exit flag, which a worker only checks after a request, so the loop thread is woken
+  //    directly: a thread-directed signal with a no-op handler interrupts sem_wait(), the loop
+  //    sees the flag, cancels its idle workers (blocked in read(2), a cancellation point) and
+  //    returns. Repeated because the signal may land just before sem_wait(). This needs no path
+  //    to the mount, so it also works when the mount was detached behind our back while files
+  //    stay open. Without the signal, a LOOKUP through the mount point (from a helper thread:
+  //    it may stay queued until /dev/fuse is closed below) wakes a worker instead.
   fuse_session_exit(se);
   std::thread waker;
-  auto wake = [fd = root_fd, mp = mountpoint] {
-    struct stat st;
-    if (fd >= 0)
-      (void)fstatat(fd, ".apemu-unmount-wakeup", &st, AT_SYMLINK_NOFOLLOW);
-    else
-      (void)lstat((mp + "/.apemu-unmount-wakeup").c_str(), &st);
-  };
-  try {
-    waker = std::thread(wake);
-  } catch (...) {
-    wake(); // no thread: the wake-up request is answered unless every worker already quit
+  if (loop_thread.joinable()) {
+    if (wake_signal != 0) {
+      std::unique_lock lk(loop_mutex);
+      while (!loop_done) {
+        pthread_kill(loop_thread.native_handle(), wake_signal);
+        loop_cv.wait_for(lk, std::chrono::milliseconds(10));
+      }
+    } else {
+      try {
+        waker = std::thread([mp = mountpoint] {
+          struct stat st;
+          (void)::lstat((mp + "/.apemu-unmount-wakeup").c_str(), &st);
+        });
+      } catch (...) {
+        // No thread: the loop can only end by itself now (when the connection goes away).
+      }
+    }
+    loop_thread.join();
   }
-  if (loop_thread.joinable()) loop_thread.join();
 
   // 4. Close /dev/fuse (aborts the connection: pending requests and still-open files fail with
-  //    ENOTCONN) and detach the mount (MNT_DETACH, as root).
-  if (root_fd >= 0) {
-    ::close(root_fd);
-    root_fd = -1;
-  }
+  //    ENOTCONN) and detach the mount (umount2 with MNT_DETACH, as root; nothing when someone
+  //    already unmounted it).
   fuse_session_unmount(se);
   if (waker.joinable()) waker.join();
   fuse_session_destroy(se);
@@ -782,6 +815,9 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
   struct stat st;
   if (::stat(mountpoint.c_str(), &st) != 0) return Error(errno, "mountpoint " + mountpoint);
   if (!S_ISDIR(st.st_mode)) return Error(ENOTDIR, "mountpoint " + mountpoint);
+  for (const std::string* o : {&opt.fsname, &opt.subtype})
+    if (o->empty() || o->find_first_of(",\\") != std::string::npos)
+      return Error(EINVAL, "bad fsname/subtype '" + *o + "'");
   if (::access("/dev/fuse", R_OK | W_OK) != 0) return Error(errno, "/dev/fuse");
 
   auto impl = std::make_unique<Impl>(tree, mountpoint, opt);
@@ -812,22 +848,32 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
   }
   s.mounted = true;
   try {
-    s.notifier = std::thread([&s] { s.notifier_main(); });
+    s.notifier = std::thread([&s] {
+      pthread_setname_np(pthread_self(), "apemu-fuse-inv");
+      s.notifier_main();
+    });
+    s.wake_signal = wake_signal();
     s.loop_thread = std::thread([&s] {
+      if (s.wake_signal != 0) { // the caller may block it (signalfd daemons): we must get it
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, s.wake_signal);
+        pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+      }
       fuse_loop_config* cfg = fuse_loop_cfg_create();
       fuse_loop_cfg_set_max_threads(cfg, s.opt.max_threads ? s.opt.max_threads : 1);
       fuse_loop_cfg_set_clone_fd(cfg, 0);
-      s.loop_result = fuse_session_loop_mt(s.se, cfg);
+      pthread_setname_np(pthread_self(), "apemu-fuse"); // inherited by the workers
+      (void)fuse_session_loop_mt(s.se, cfg); // ends after fuse_session_exit or unmount
       fuse_loop_cfg_destroy(cfg);
+      std::lock_guard g(s.loop_mutex);
+      s.loop_done = true;
+      s.loop_cv.notify_all();
     });
   } catch (...) {
     s.unmount(); // stops whatever did start (a missing loop thread is skipped)
     return Error(EAGAIN, "cannot start the FUSE threads");
   }
-  // Our handle on the mount itself, so unmount() can reach it even when the path no longer
-  // leads there (lazily unmounted or over-mounted).
-  s.root_fd = ::open(mountpoint.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-
   return std::unique_ptr<FuseServer>(new FuseServer(std::move(impl)));
 }
 

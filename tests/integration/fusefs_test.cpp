@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/mount.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -29,6 +30,7 @@
 
 #include "apemu/core/core.h"
 #include "apemu/fusefs/fuse_server.h"
+#include "inode_table.h" // src/fusefs (private): the lookup-count invariants
 #include "matchers.h"
 #include "sysfs_helpers.h"
 
@@ -157,6 +159,16 @@ bool wait_until(const std::function<bool()>& pred,
   return true;
 }
 
+std::size_t thread_count() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
 bool is_mounted(const std::string& dir) {
   std::ifstream in("/proc/self/mounts");
   std::string src, mnt, type, rest;
@@ -189,6 +201,7 @@ protected:
       if (in_ci()) FAIL() << "/dev/fuse is absent, but CI=true requires the FUSE tests to run";
       GTEST_SKIP() << "/dev/fuse is absent: FUSE filesystems cannot be mounted here";
     }
+    m_threads_before = thread_count();
     build_model();
     if (HasFatalFailure()) return;
     char tmpl[] = "/tmp/apemu-fusefs-XXXXXX";
@@ -209,6 +222,9 @@ protected:
       server->unmount();
       EXPECT_FALSE(is_mounted(m_dir)) << m_dir << " is still mounted";
       server.reset();
+      // A joined thread can stay listed in /proc for a moment while the kernel reaps it.
+      EXPECT_TRUE(wait_until([&] { return thread_count() == m_threads_before; }))
+          << thread_count() - m_threads_before << " FUSE threads left running";
     }
     if (!m_dir.empty()) {
       EXPECT_EQ(::rmdir(m_dir.c_str()), 0) << std::strerror(errno);
@@ -260,6 +276,7 @@ protected:
   core::Bus* bus = nullptr;
   std::map<std::string, core::Ref<core::Device>> devices;
   std::string m_dir;
+  std::size_t m_threads_before = 0;
   std::unique_ptr<fusefs::FuseServer> server; // destroyed before `core`
 };
 
@@ -691,16 +708,116 @@ TEST_F(FuseFsTest, UnmountWithAnOpenFileDoesNotHang) {
   EXPECT_EQ(server->handle_count(), 0u);
 }
 
+TEST_F(FuseFsTest, ExternalUmountWorksAndUnmountStillReturns) {
+  ASSERT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOk());
+  // Nothing of ours pins the mount: a plain umount(8) succeeds (no EBUSY).
+  ASSERT_THAT(check(::umount2(m_dir.c_str(), 0)), IsOk());
+  EXPECT_FALSE(is_mounted(m_dir));
+  server->unmount(); // the session already ended; this must not hang
+  EXPECT_FALSE(server->mounted());
+}
+
+TEST_F(FuseFsTest, UnmountReturnsWhenTheMountWasDetachedWhileAFileIsOpen) {
+  auto fd = open_path(p("/bus/foo/drivers_autoprobe"), O_RDONLY);
+  ASSERT_THAT(fd, IsOk());
+  Fd guard(*fd);
+  // Lazily detached: the path no longer leads to the mount, but the open file keeps the
+  // connection alive, so the session loop does not end by itself.
+  ASSERT_THAT(check(::umount2(m_dir.c_str(), MNT_DETACH)), IsOk());
+  char buf[8];
+  EXPECT_EQ(::pread(*fd, buf, sizeof buf, 0), 2); // still served
+  const auto t0 = std::chrono::steady_clock::now();
+  server->unmount();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  errno = 0;
+  EXPECT_EQ(::pread(*fd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+}
+
+TEST_F(FuseFsTest, UnmountRightAfterMountReturns) {
+  server->unmount();
+  auto again = fusefs::FuseServer::mount(core.tree(), m_dir);
+  ASSERT_THAT(again, IsOk());
+  (*again)->unmount();
+  EXPECT_FALSE(is_mounted(m_dir));
+}
+
 TEST_F(FuseFsTest, LookupCountsAreKept) {
   const auto before = server->inode_count();
   ASSERT_THAT(stat_path(p("/devices/foo2/hwtype")), IsOk());
   EXPECT_GE(server->inode_count(), before + 3); // devices, foo2, hwtype
 }
 
+TEST_F(FuseFsTest, RequestCountsShowDirectIoReads) {
+  auto before = server->request_counts();
+  ASSERT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOk());
+  ASSERT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOk());
+  auto after = server->request_counts();
+  // No page cache: both opens and every read(2), including the one at EOF, reach the server.
+  EXPECT_EQ(after["open"] - before["open"], 2u);
+  EXPECT_EQ(after["read"] - before["read"], 4u);
+}
+
+// ---- the inode table on its own ------------------------------------------------------------------
+
+TEST(FuseFsInodeTable, CountsLookupsAndErasesAtZero) {
+  core::Core core;
+  auto lk = core.lock();
+  auto node = core.tree().resolve("/bus");
+  ASSERT_NE(node, nullptr);
+  fusefs::InodeTable t;
+  t.ref(node);
+  t.ref(node);
+  EXPECT_EQ(t.nlookup(node->id()), 2u);
+  EXPECT_EQ(t.get(node->id()), node);
+  t.forget(node->id(), 1);
+  EXPECT_TRUE(t.contains(node->id()));
+  t.forget(node->id(), 1);
+  EXPECT_FALSE(t.contains(node->id()));
+  EXPECT_EQ(t.get(node->id()), nullptr);
+  EXPECT_EQ(t.size(), 0u);
+  t.forget(kernfs::kRootId, 5); // the root's reference is implicit: ignored
+}
+
+TEST(FuseFsInodeTable, DeadNodeResolvesToNull) {
+  fusefs::InodeTable t;
+  kernfs::NodeId id;
+  {
+    core::Core core;
+    auto lk = core.lock();
+    auto node = core.tree().resolve("/kernel/uevent_seqnum");
+    ASSERT_NE(node, nullptr);
+    id = node->id();
+    t.ref(node);
+  }
+  EXPECT_TRUE(t.contains(id)); // the kernel still holds it...
+  EXPECT_EQ(t.get(id), nullptr); // ...but it answers ENOENT
+  t.forget(id, 1);
+  EXPECT_EQ(t.size(), 0u);
+}
+
+TEST(FuseFsInodeTableDeathTest, ForgettingMoreThanLookedUpAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  core::Core core;
+  auto lk = core.lock();
+  auto node = core.tree().resolve("/bus");
+  fusefs::InodeTable t;
+  t.ref(node);
+  EXPECT_DEATH(t.forget(node->id(), 2), "nlookup");
+  EXPECT_DEATH(t.forget(node->id() + 1000, 1), "");
+}
+
 TEST(FuseFsMount, MountOnMissingDirectoryFailsWithEnoent) {
   core::Core core;
   auto r = fusefs::FuseServer::mount(core.tree(), "/tmp/apemu-fusefs-does-not-exist/x");
   EXPECT_THAT(r, FailsWith(ENOENT));
+}
+
+TEST(FuseFsMount, BadFsnameFailsWithEinval) {
+  core::Core core;
+  fusefs::Options opt;
+  opt.fsname = "sysfs,default_permissions";
+  EXPECT_THAT(fusefs::FuseServer::mount(core.tree(), "/tmp", opt), FailsWith(EINVAL));
 }
 
 TEST(FuseFsMount, MountOnAFileFailsWithEnotdir) {

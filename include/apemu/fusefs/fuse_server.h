@@ -61,8 +61,8 @@ struct Options {
 
 /// A mounted, running FUSE filesystem over one kernfs::Tree.
 ///
-/// Threads: the session loop runs on a background thread (with up to Options::max_threads
-/// workers); an invalidation thread drains the queue that the tree's change listener fills.
+/// The session loop runs on a background thread (with up to Options::max_threads workers); an
+/// invalidation thread drains the queue that the tree's change listener fills.
 ///
 /// Locking: every request handler takes the model lock (tree.lock()) for its whole access to
 /// nodes, so show()/store() run exactly as they do for in-process callers. Internal locks (the
@@ -74,15 +74,26 @@ struct Options {
 ///
 /// Lifetime: keeps a reference to `tree`, which must outlive the server (destroy the server
 /// before the Core/Tree). Registers itself as the tree's single change listener from mount()
-/// until unmount().
+/// until unmount(), so one tree is served by at most one FuseServer at a time. Inode numbers
+/// are node ids; the server keeps only weak references to nodes (in its inode table) and
+/// strong ones only while a file or directory is open, like an open file in sysfs.
+///
+/// Threads: the session loop and its workers are named "apemu-fuse", the invalidation thread
+/// "apemu-fuse-inv"; all of them are joined by unmount().
+///
+/// Signals: the first mount() installs a no-op handler for SIGRTMAX-3 if that signal still has
+/// its default disposition; unmount() sends it to the loop thread to end the session loop
+/// without needing a path to the mount. If the application uses that signal itself, unmount()
+/// wakes the loop with a lookup through the mount point instead.
 class FuseServer {
 public:
   /// Mounts `tree` on the existing directory `mountpoint` and starts serving it.
   ///
   /// Returns: ENOENT/ENOTDIR/EACCES when `mountpoint` is not a usable directory; ENOENT or
-  /// EACCES from /dev/fuse (FUSE unavailable); EINVAL when libfuse rejects the options; the
-  /// errno of mount(2) (e.g. EPERM without privileges) when mounting fails. On failure nothing
-  /// is left mounted and no listener stays registered.
+  /// EACCES from /dev/fuse (FUSE unavailable); EINVAL for an empty fsname/subtype, one with a
+  /// ',' or a backslash, or options libfuse rejects; the errno of mount(2) (e.g. EPERM without
+  /// privileges) when mounting fails. On failure nothing is left mounted and no listener stays
+  /// registered.
   ///
   /// Locking: takes the model lock briefly (to register the change listener); must not be called
   /// with it held by another thread that waits for this one.
