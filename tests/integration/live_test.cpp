@@ -161,6 +161,18 @@ TEST(ApemuRun, LibudevMonitorReceivesEventsInSeqnumOrderIncludingTrigger) {
                        "unbind /devices/ap/card09 -", "remove /devices/ap/card09 -"));
 }
 
+TEST(ApemuRun, LszcryptChzcryptAndK8sPluginFilesThroughTheLiveTree) {
+  // ap-bus.md §9.1–9.2, clients.md §4.1: the files those tools read and write, used the way
+  // they use them (first lines, directory regexes, link basenames, fputs without newline).
+  REQUIRE_FACILITIES();
+  auto o = sh(std::string(APEMU_BIN) + " run -- bash " + SOURCE_DIR + "/tests/integration/client_files.sh");
+  ASSERT_EQ(o.status, 0) << o.text;
+  std::ifstream in(std::string(SOURCE_DIR) + "/tests/fixtures/client_files.txt");
+  std::stringstream want;
+  want << in.rdbuf();
+  EXPECT_EQ(o.text, want.str());
+}
+
 TEST(ApemuServe, MountsServesControlAndUnmountsOnSigterm) {
   REQUIRE_FACILITIES();
   char dir[] = "/tmp/apemu-serve-XXXXXX";
