@@ -95,6 +95,7 @@ Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
 
 ApBus::~ApBus() {
   auto lk = m_core->lock();
+  // Highest card first: removal from the tail of the large /sys/bus/ap/devices stays cheap.
   for (unsigned id = kMaxApIds; id-- > 0;) remove_card(id);
   while (!m_drivers.empty()) unregister_driver(m_drivers.back().first);
   m_core->root_device_unregister(std::move(m_root));
@@ -254,9 +255,8 @@ void ApBus::remove_queue(ApCard& card, unsigned apqi) {
 
 void ApBus::remove_card(unsigned apid) {
   if (!m_cards[apid]) return;
-  // Highest domain first: the kernel removes children in any order, but LIFO keeps the
-  // removal from the large /sys/bus/ap/devices directory cheap.
-  for (unsigned d = kMaxApIds; d-- > 0;) remove_queue(*m_cards[apid], d);
+  // Queues in bus order (as __ap_queue_devices_with_id_unregister walks the bus), then the card.
+  for (unsigned d = 0; d < kMaxApIds; ++d) remove_queue(*m_cards[apid], d);
   m_core->device_unregister(std::move(m_cards[apid]));
 }
 

@@ -28,15 +28,39 @@ bool Node::is_ancestor_or_self_of(const Node& other) const {
   return false;
 }
 
-std::vector<std::shared_ptr<Node>>::const_iterator Dir::lower_bound(std::string_view name) const {
-  return std::lower_bound(
-      m_children.begin(), m_children.end(), name,
-      [](const std::shared_ptr<Node>& n, std::string_view key) { return n->name() < key; });
+static std::uint64_t name_key(std::string_view name) {
+  std::uint64_t k = 0;
+  for (std::size_t i = 0; i < 8; ++i)
+    k = (k << 8) | (i < name.size() ? static_cast<unsigned char>(name[i]) : 0u);
+  return k;
+}
+
+std::size_t Dir::lower_bound(std::string_view name) const {
+  const std::uint64_t key = name_key(name);
+  std::size_t lo = 0, hi = m_keys.size();
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    // Equal keys (a shared 8-byte prefix) fall back to the full names.
+    const bool less = m_keys[mid] != key ? m_keys[mid] < key : m_children[mid]->name() < name;
+    if (less) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+void Dir::insert_at(std::size_t i, std::shared_ptr<Node> child) {
+  m_keys.insert(m_keys.begin() + static_cast<std::ptrdiff_t>(i), name_key(child->name()));
+  m_children.insert(m_children.begin() + static_cast<std::ptrdiff_t>(i), std::move(child));
+}
+
+void Dir::erase_at(std::size_t i) {
+  m_keys.erase(m_keys.begin() + static_cast<std::ptrdiff_t>(i));
+  m_children.erase(m_children.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
 std::shared_ptr<Node> Dir::find(std::string_view name) const {
-  auto it = lower_bound(name);
-  if (it != m_children.end() && (*it)->name() == name) return *it;
+  const std::size_t i = lower_bound(name);
+  if (i < m_children.size() && m_children[i]->name() == name) return m_children[i];
   return nullptr;
 }
 
@@ -82,57 +106,56 @@ Result<std::string> Link::target_text() const {
 
 Tree::Tree() : m_root(std::make_shared<Dir>(kRootId, "", 0755)) {}
 
-Result<void> Tree::check_new_child(Dir& parent, const std::string& name) const {
+Result<std::size_t> Tree::check_new_child(Dir& parent, const std::string& name) const {
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
     return Error(EINVAL, "invalid node name '" + name + "'");
   if (!parent.active()) return Error(ENOENT);
-  if (parent.find(name)) return Error(EEXIST, "duplicate name " + parent.path() + "/" + name);
-  return {};
+  const std::size_t i = parent.lower_bound(name);
+  if (i < parent.m_children.size() && parent.m_children[i]->name() == name)
+    return Error(EEXIST, "duplicate name " + parent.path() + "/" + name);
+  return i;
 }
 
-void Tree::insert(Dir& parent, std::shared_ptr<Node> child) {
+void Tree::insert(Dir& parent, std::size_t at, std::shared_ptr<Node> child) {
   child->m_parent = &parent;
-  auto it = parent.lower_bound(child->name());
-  auto& vec = parent.m_children;
-  const std::string name = child->name();
   const NodeId id = child->id();
-  vec.insert(vec.begin() + (it - vec.cbegin()), std::move(child));
+  parent.insert_at(at, std::move(child));
   ++m_node_count;
-  notify(Change::Kind::Added, parent, name, id);
+  if (m_listener) notify(Change::Kind::Added, parent, parent.m_children[at]->name(), id);
 }
 
 Result<std::shared_ptr<Dir>> Tree::create_dir(Dir& parent, std::string name, mode_t mode) {
-  APEMU_TRY_VOID(check_new_child(parent, name));
+  APEMU_TRY(std::size_t at, check_new_child(parent, name));
   auto d = std::make_shared<Dir>(m_next_id++, std::move(name), mode);
-  insert(parent, d);
+  insert(parent, at, d);
   return d;
 }
 
 Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, mode_t mode,
                                                 const AttrOps* ops, void* ctx) {
   APEMU_ASSERT(ops);
-  APEMU_TRY_VOID(check_new_child(parent, name));
+  APEMU_TRY(std::size_t at, check_new_child(parent, name));
   auto a = std::make_shared<Attr>(m_next_id++, std::move(name), mode, ops, ctx, nullptr);
-  insert(parent, a);
+  insert(parent, at, a);
   return a;
 }
 
 Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, mode_t mode,
                                                 std::unique_ptr<AttrOps> ops) {
   APEMU_ASSERT(ops);
-  APEMU_TRY_VOID(check_new_child(parent, name));
+  APEMU_TRY(std::size_t at, check_new_child(parent, name));
   const AttrOps* raw = ops.get();
   auto a = std::make_shared<Attr>(m_next_id++, std::move(name), mode, raw, nullptr, std::move(ops));
-  insert(parent, a);
+  insert(parent, at, a);
   return a;
 }
 
 Result<std::shared_ptr<Link>> Tree::create_link(Dir& parent, std::string name,
                                                 const std::shared_ptr<Node>& target) {
   APEMU_ASSERT(target);
-  APEMU_TRY_VOID(check_new_child(parent, name));
+  APEMU_TRY(std::size_t at, check_new_child(parent, name));
   auto l = std::make_shared<Link>(m_next_id++, std::move(name), target);
-  insert(parent, l);
+  insert(parent, at, l);
   return l;
 }
 
@@ -146,19 +169,20 @@ void Tree::deactivate(Node& node) {
       c->m_parent = nullptr;
     }
     dir.m_children.clear();
+    dir.m_keys.clear();
   }
 }
 
 void Tree::remove(Node& node) {
   if (!node.m_active || node.id() == kRootId) return;
   Dir* parent = node.m_parent;
-  auto keep = node.shared_from_this(); // the parent's reference goes away below
+  std::shared_ptr<Node> keep; // the parent's reference goes away below
   if (parent) {
-    auto& vec = parent->m_children;
-    auto it = parent->lower_bound(node.name());
-    APEMU_ASSERT(it != vec.cend() && it->get() == &node);
-    vec.erase(vec.begin() + (it - vec.cbegin()));
-    notify(Change::Kind::Removed, *parent, node.name(), node.id());
+    const std::size_t i = parent->lower_bound(node.name());
+    APEMU_ASSERT(i < parent->m_children.size() && parent->m_children[i].get() == &node);
+    keep = parent->m_children[i];
+    parent->erase_at(i);
+    if (m_listener) notify(Change::Kind::Removed, *parent, node.name(), node.id());
   }
   deactivate(node);
   node.m_parent = nullptr;
@@ -176,14 +200,13 @@ Result<void> Tree::rename(Node& node, std::string new_name) {
   Dir& parent = *node.m_parent;
   if (new_name == node.name()) return {};
   APEMU_TRY_VOID(check_new_child(parent, new_name));
-  auto keep = node.shared_from_this();
-  auto& vec = parent.m_children;
-  auto it = parent.lower_bound(node.name());
-  vec.erase(vec.begin() + (it - vec.cbegin()));
+  const std::size_t old_at = parent.lower_bound(node.name());
+  auto keep = parent.m_children[old_at];
+  parent.erase_at(old_at);
   notify(Change::Kind::Removed, parent, node.name(), node.id());
   node.m_name = std::move(new_name);
   --m_node_count; // insert() counts it again
-  insert(parent, keep);
+  insert(parent, parent.lower_bound(node.name()), keep);
   return {};
 }
 
@@ -191,15 +214,14 @@ Result<void> Tree::move(Node& node, Dir& new_parent) {
   if (!node.m_active || !node.m_parent) return Error(ENOENT);
   if (node.is_ancestor_or_self_of(new_parent)) return Error(EINVAL);
   if (node.m_parent == &new_parent) return {};
-  APEMU_TRY_VOID(check_new_child(new_parent, node.name()));
-  auto keep = node.shared_from_this();
+  APEMU_TRY(std::size_t at, check_new_child(new_parent, node.name()));
   Dir& old_parent = *node.m_parent;
-  auto& vec = old_parent.m_children;
-  auto it = old_parent.lower_bound(node.name());
-  vec.erase(vec.begin() + (it - vec.cbegin()));
+  const std::size_t old_at = old_parent.lower_bound(node.name());
+  auto keep = old_parent.m_children[old_at];
+  old_parent.erase_at(old_at);
   notify(Change::Kind::Removed, old_parent, node.name(), node.id());
   --m_node_count;
-  insert(new_parent, keep);
+  insert(new_parent, at, keep);
   return {};
 }
 
@@ -214,7 +236,7 @@ std::shared_ptr<Node> Tree::resolve(std::string_view path) const {
     pos = next + 1;
     if (comp.empty() || comp == ".") continue;
     if (comp == "..") {
-      if (cur->parent()) cur = cur->parent()->shared_from_this();
+      if (Dir* p = cur->parent()) cur = p->parent() ? p->parent()->find(p->name()) : m_root;
       continue;
     }
     // Follow a link in an intermediate position (its target must be a directory to go on).

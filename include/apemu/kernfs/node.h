@@ -76,7 +76,7 @@ private:
 /// A node of the tree. Lifetime: shared_ptr, so a FUSE handle or an open file can outlive the
 /// node's removal; a removed node is inactive and every operation on it fails with ENOENT/ENODEV
 /// without calling back into the (possibly dead) object that created it.
-class Node : public std::enable_shared_from_this<Node> {
+class Node {
 public:
   virtual ~Node() = default;
   Node(const Node&) = delete;
@@ -97,16 +97,19 @@ public:
 
 protected:
   Node(NodeId id, std::string name, NodeType type, mode_t mode)
-      : m_id(id), m_name(std::move(name)), m_type(type), m_mode(mode) {}
+      : m_id(id), m_name(std::move(name)), m_mode(mode), m_type(type) {}
 
 private:
   friend class Tree;
+  friend class Attr;
+  // Layout: a million nodes in a max.toml tree, so the members are packed (no padding).
   NodeId m_id;
   std::string m_name;
-  NodeType m_type;
-  mode_t m_mode;
   Dir* m_parent = nullptr;
+  std::uint32_t m_mode;
+  NodeType m_type;
   bool m_active = true;
+  bool m_owns_ops = false; ///< an Attr owning its ops (FunctionAttrOps); uses the padding
 };
 
 class Dir final : public Node {
@@ -119,16 +122,31 @@ public:
 
 private:
   friend class Tree;
-  std::vector<std::shared_ptr<Node>>::const_iterator lower_bound(std::string_view name) const;
+  /// Index of the first child whose name is not less than `name`.
+  std::size_t lower_bound(std::string_view name) const;
+  void insert_at(std::size_t i, std::shared_ptr<Node> child);
+  void erase_at(std::size_t i);
   std::vector<std::shared_ptr<Node>> m_children;
+  /// The first 8 bytes of each child's name, big-endian, zero-padded: a binary search compares
+  /// these without touching the nodes (a directory such as /sys/bus/ap/devices holds 65,792
+  /// entries and every device add searches it several times).
+  std::vector<std::uint64_t> m_keys;
 };
 
 class Attr final : public Node {
 public:
+  /// `owned` (may be null) must be the same object as `ops` when given; the node deletes it.
   Attr(NodeId id, std::string name, mode_t mode, const AttrOps* ops, void* ctx,
        std::unique_ptr<AttrOps> owned)
-      : Node(id, std::move(name), NodeType::Attr, mode), m_ops(ops), m_ctx(ctx),
-        m_owned(std::move(owned)) {}
+      : Node(id, std::move(name), NodeType::Attr, mode), m_ops(ops), m_ctx(ctx) {
+    if (owned) {
+      m_owns_ops = true;
+      m_ops = owned.release();
+    }
+  }
+  ~Attr() override {
+    if (m_owns_ops) delete m_ops;
+  }
   bool readable() const { return (mode() & 0444) && m_ops->can_show(); }
   bool writable() const { return (mode() & 0222) && m_ops->can_store(); }
   /// Calls show(). Returns ENODEV on a removed node (kernfs active-reference semantics), EIO
@@ -140,7 +158,6 @@ public:
 private:
   const AttrOps* m_ops;
   void* m_ctx;
-  std::unique_ptr<AttrOps> m_owned;
 };
 
 class Link final : public Node {

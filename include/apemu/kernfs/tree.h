@@ -78,8 +78,9 @@ public:
   void set_change_listener(std::function<void(const Change&)> fn) { m_listener = std::move(fn); }
 
 private:
-  Result<void> check_new_child(Dir& parent, const std::string& name) const;
-  void insert(Dir& parent, std::shared_ptr<Node> child);
+  /// Validates a new name; returns the sorted insert position.
+  Result<std::size_t> check_new_child(Dir& parent, const std::string& name) const;
+  void insert(Dir& parent, std::size_t at, std::shared_ptr<Node> child);
   void deactivate(Node& node);
   void notify(Change::Kind kind, const Dir& parent, const std::string& name, NodeId node);
 
