@@ -17,13 +17,16 @@ build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	./$(BUILD)/apemu tree /bus
+	APEMU=$(CURDIR)/$(BUILD)/apemu ./$(BUILD)/apemu run -- sh ./scripts/demo.sh
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build
 	./$(BUILD)/bench/core_bench
+	./$(BUILD)/bench/fuse_bench
+	./$(BUILD)/bench/boot_probe
+	./bench/boot_bench.sh
 
 clean:
 	rm -rf $(BUILD)
