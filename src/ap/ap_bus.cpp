@@ -489,20 +489,20 @@ Result<void> ApBus::hotunplug_adapter(unsigned apid) {
   return {};
 }
 
-Result<void> ApBus::set_usage_domain(unsigned apqi, bool on) {
+Result<void> ApBus::set_qci_domain(Mask256 Qci::*mask, unsigned apqi, bool on) {
   auto lk = m_core->lock();
   if (apqi > m_hw->qci().nd) return Error(ERANGE);
-  m_hw->qci().aqm.set(apqi, on);
+  (m_hw->qci().*mask).set(apqi, on);
   scan();
   return {};
 }
 
+Result<void> ApBus::set_usage_domain(unsigned apqi, bool on) {
+  return set_qci_domain(&Qci::aqm, apqi, on);
+}
+
 Result<void> ApBus::set_control_domain(unsigned apqi, bool on) {
-  auto lk = m_core->lock();
-  if (apqi > m_hw->qci().nd) return Error(ERANGE);
-  m_hw->qci().adm.set(apqi, on);
-  scan();
-  return {};
+  return set_qci_domain(&Qci::adm, apqi, on);
 }
 
 } // namespace apemu::ap

@@ -205,6 +205,7 @@ private:
   void revise_bindings();
   void check_bindings_complete();
   void root_change(const std::vector<std::pair<std::string, std::string>>& env);
+  Result<void> set_qci_domain(Mask256 Qci::*mask, unsigned apqi, bool on);
 
   core::Core* m_core;
   ApHardware* m_hw;
