@@ -50,6 +50,7 @@ struct ApBusAttrs {
     APEMU_TRY(long long v, sscanf_int(t, 10));
     if (v < 5 || v > 120) return Error(EINVAL);
     ap_of(b).knobs().config_time = static_cast<int>(v);
+    ++ap_of(b).knobs().config_time_writes;
     return {};
   }
   static Result<std::string> poll_thread_show(Bus& b) {

@@ -173,6 +173,16 @@ TEST(ApemuRun, LszcryptChzcryptAndK8sPluginFilesThroughTheLiveTree) {
   EXPECT_EQ(o.text, want.str());
 }
 
+TEST(ApemuRun, PeriodicScanMakesQueuesFollowACardConfigWrite) {
+  // ap-bus.md §4.1 `config`, §6.5: queue config follows at the next scan (config_time, here 5 s).
+  REQUIRE_FACILITIES();
+  auto o = sh(apemu_run("echo 5 > /sys/bus/ap/config_time; echo 0 > /sys/devices/ap/card01/config; "
+                        "cat /sys/devices/ap/card01/01.0004/config; sleep 6.5; "
+                        "cat /sys/devices/ap/card01/01.0004/config /sys/bus/ap/scans"));
+  ASSERT_EQ(o.status, 0) << o.text;
+  EXPECT_EQ(o.text, "1\n0\n2\n");
+}
+
 TEST(ApemuServe, MountsServesControlAndUnmountsOnSigterm) {
   REQUIRE_FACILITIES();
   char dir[] = "/tmp/apemu-serve-XXXXXX";

@@ -181,6 +181,7 @@ public:
   /// poll_thread / poll_timeout / config_time knobs (bus attributes).
   struct Knobs {
     int config_time = 30;
+    std::uint64_t config_time_writes = 0; ///< re-arms the periodic scan
     bool poll_thread = false;
     std::uint64_t poll_timeout = 250000;
   };

@@ -3,8 +3,11 @@
 // control socket for `apemu ctl`. Used by `apemu serve` and `apemu run`.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "apemu/base/result.h"
 #include "apemu/testbed/testbed.h"
@@ -26,6 +29,9 @@ struct LiveOptions {
   bool netlink = false;       ///< broadcast udev-format events (only in a private netns!)
   std::string udev_root;      ///< write a udev database here ("" = none)
   std::string control_socket; ///< path of the control socket ("" = none)
+  /// Rescan the AP bus every `config_time` seconds (the kernel's ap_config_timer), so that
+  /// e.g. queue `config` follows a card `config` write as on a real system.
+  bool periodic_scan = true;
 };
 
 class LiveSession {
@@ -48,6 +54,11 @@ private:
   std::unique_ptr<fusefs::FuseServer> m_fuse;
   std::unique_ptr<ControlServer> m_control;
   int m_subscription = 0;
+  // The periodic AP bus scan (ap_config_timer).
+  std::thread m_scanner;
+  std::mutex m_scan_mutex; // only the scanner and stop() take it, never under the model lock
+  std::condition_variable m_scan_cv;
+  bool m_stopping = false;
 };
 
 } // namespace apemu::testbed
