@@ -79,7 +79,7 @@ Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
   APEMU_TRY(ap->m_bus, core.bus_register(std::move(type)));
   ap->m_bus->set_data(self);
   APEMU_TRY(ap->m_root, core.root_device_register(std::string(abi::kAp)));
-  ap->m_root->set_uevent_subsystem(std::string(abi::kAp));
+  ap->m_root->set_uevent_subsystem(abi::kAp);
   // ap.domain= is validated at init (ap-bus.md §2.2).
   const int d = opt.default_domain;
   if (d < -1 || d > static_cast<int>(ap->max_domain_id()) ||
@@ -303,7 +303,7 @@ void ApBus::scan_adapter(unsigned apid) {
     c->m_chkstop = info->rc == rc::kCheckstopped;
     c->set_bus(m_bus);
     c->set_parent(m_root.get());
-    c->set_devtype(std::string(abi::kApCardType));
+    c->set_devtype(abi::kApCardType);
     c->set_groups(card_attr_groups());
     if (!m_core->device_add(*c)) return;
     m_cards[apid] = c;
@@ -324,7 +324,7 @@ void ApBus::scan_adapter(unsigned apid) {
       nq->m_chkstop = cs;
       nq->set_bus(m_bus);
       nq->set_parent(card);
-      nq->set_devtype(std::string(abi::kApQueueType));
+      nq->set_devtype(abi::kApQueueType);
       nq->set_groups(queue_attr_groups());
       nq->start_state_machine(); // before a driver binds (ap-bus.md §6.5)
       card->m_queues[d] = nq;

@@ -433,8 +433,8 @@ Result<void> Core::device_uevent(Device& dev, Action action,
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
   const std::string path = devpath(dev);
   APEMU_TRY_VOID(env.add("DEVPATH", path));
-  APEMU_TRY_VOID(env.add("SUBSYSTEM", dev.m_bus     ? dev.m_bus->name()
-                                      : dev.m_class ? dev.m_class->name()
+  APEMU_TRY_VOID(env.add("SUBSYSTEM", dev.m_bus     ? std::string_view(dev.m_bus->name())
+                                      : dev.m_class ? std::string_view(dev.m_class->name())
                                                     : dev.m_uevent_subsystem));
   for (const auto& [k, v] : extra) APEMU_TRY_VOID(env.add(k, v));
   if (auto r = build_device_env(dev, env); !r) {

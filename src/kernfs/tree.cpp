@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "apemu/base/assert.h"
+#include "slab.h"
 
 namespace apemu::kernfs {
 
@@ -126,7 +127,7 @@ void Tree::insert(Dir& parent, std::size_t at, std::shared_ptr<Node> child) {
 
 Result<std::shared_ptr<Dir>> Tree::create_dir(Dir& parent, std::string name, mode_t mode) {
   APEMU_TRY(std::size_t at, check_new_child(parent, name));
-  auto d = std::make_shared<Dir>(m_next_id++, std::move(name), mode);
+  auto d = std::allocate_shared<Dir>(detail::SlabAllocator<Dir>{}, m_next_id++, std::move(name), mode);
   insert(parent, at, d);
   return d;
 }
@@ -135,7 +136,7 @@ Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, m
                                                 const AttrOps* ops, void* ctx) {
   APEMU_ASSERT(ops);
   APEMU_TRY(std::size_t at, check_new_child(parent, name));
-  auto a = std::make_shared<Attr>(m_next_id++, std::move(name), mode, ops, ctx, nullptr);
+  auto a = std::allocate_shared<Attr>(detail::SlabAllocator<Attr>{}, m_next_id++, std::move(name), mode, ops, ctx, nullptr);
   insert(parent, at, a);
   return a;
 }
@@ -145,7 +146,7 @@ Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, m
   APEMU_ASSERT(ops);
   APEMU_TRY(std::size_t at, check_new_child(parent, name));
   const AttrOps* raw = ops.get();
-  auto a = std::make_shared<Attr>(m_next_id++, std::move(name), mode, raw, nullptr, std::move(ops));
+  auto a = std::allocate_shared<Attr>(detail::SlabAllocator<Attr>{}, m_next_id++, std::move(name), mode, raw, nullptr, std::move(ops));
   insert(parent, at, a);
   return a;
 }
@@ -154,7 +155,7 @@ Result<std::shared_ptr<Link>> Tree::create_link(Dir& parent, std::string name,
                                                 const std::shared_ptr<Node>& target) {
   APEMU_ASSERT(target);
   APEMU_TRY(std::size_t at, check_new_child(parent, name));
-  auto l = std::make_shared<Link>(m_next_id++, std::move(name), target);
+  auto l = std::allocate_shared<Link>(detail::SlabAllocator<Link>{}, m_next_id++, std::move(name), target);
   insert(parent, at, l);
   return l;
 }

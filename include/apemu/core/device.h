@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "apemu/core/attribute.h"
@@ -59,7 +60,8 @@ public:
   void set_parent(Device* parent) { m_parent = parent; }
   void set_bus(Bus* bus) { m_bus = bus; }
   void set_class(Class* cls) { m_class = cls; }
-  void set_devtype(std::string name) { m_devtype = std::move(name); }
+  /// DEVTYPE (the struct device_type name). The text must have static storage duration.
+  void set_devtype(std::string_view name) { m_devtype = name; }
   void set_groups(std::span<const DeviceAttributeGroup> groups) { m_groups = groups; }
   void set_release(Release release) { m_release = std::move(release); }
   /// Root devices and grouping nodes have no power/ directory.
@@ -68,7 +70,8 @@ public:
   /// For a bus-less root device whose owner points its bus at it after registration (the AP
   /// bus does this with /sys/devices/ap): its events pass the kset filter and carry
   /// SUBSYSTEM=<name>, but it gets no subsystem link and is on no bus list.
-  void set_uevent_subsystem(std::string name) { m_uevent_subsystem = std::move(name); }
+  /// The text must have static storage duration.
+  void set_uevent_subsystem(std::string_view name) { m_uevent_subsystem = name; }
 
   // ---- queries ---------------------------------------------------------------------------------
   /// Kernel name; a '/' requested by the creator is stored as '!'.
@@ -78,7 +81,7 @@ public:
   Class* device_class() const { return m_class; }
   /// The bound driver; null while unbound or while a probe is in progress and fails.
   Driver* driver() const { return m_driver; }
-  const std::string& devtype() const { return m_devtype; }
+  std::string_view devtype() const { return m_devtype; }
   const std::optional<std::string>& driver_override() const { return m_driver_override; }
   /// True between device_add and device_del.
   bool registered() const { return m_state == State::Added; }
@@ -111,8 +114,8 @@ private:
   Bus* m_bus = nullptr;
   Class* m_class = nullptr;
   Driver* m_driver = nullptr;
-  std::string m_devtype;
-  std::string m_uevent_subsystem;
+  std::string_view m_devtype;          // static text (device_type names are constants)
+  std::string_view m_uevent_subsystem; // static text
   std::optional<std::string> m_driver_override;
   std::span<const DeviceAttributeGroup> m_groups;
   void* m_drvdata = nullptr;
