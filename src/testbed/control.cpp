@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "apemu/base/parse.h"
@@ -71,6 +72,74 @@ Result<std::string> card_command(Testbed& tb, const std::vector<std::string>& a)
   return Error(EINVAL, "unknown card verb '" + a[1] + "'");
 }
 
+/// `--key value` options after the verb's words; unknown keys are EINVAL.
+Result<std::map<std::string, std::string>> parse_flags(const std::vector<std::string>& a,
+                                                       std::size_t from,
+                                                       std::initializer_list<const char*> keys) {
+  std::map<std::string, std::string> out;
+  for (std::size_t i = from; i < a.size(); i += 2) {
+    bool known = false;
+    for (const char* k : keys) known = known || a[i] == k;
+    if (!known || i + 1 >= a.size()) return Error(EINVAL, "unexpected argument '" + a[i] + "'");
+    out[a[i]] = a[i + 1];
+  }
+  return out;
+}
+
+std::string guest_text(const vfio_ap::MatrixMdev& m) {
+  const vfio_ap::KvmGuest* g = m.kvm();
+  std::string out = "guest " + (g ? g->name() : std::string("-")) + " mdev " + m.name() + "\n";
+  if (!g) return out + "  (device open without a CRYCB: nothing passed through)\n";
+  auto line = [](const char* what, const ap::Mask256& mask) {
+    return std::string("  ") + what + " " + mask.hex() + " (" + mask.list() + ")\n";
+  };
+  out += line("apm", g->apm()) + line("aqm", g->aqm()) + line("adm", g->adm());
+  out += "  apcb_writes " + std::to_string(g->apcb_writes()) + " cfg_chg_signals " +
+         std::to_string(m.cfg_chg_trigger() ? m.cfg_chg_trigger()->count : 0) + "\n";
+  return out;
+}
+
+Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a) {
+  vfio_ap::VfioAp* v = tb.vfio_ap();
+  if (!v) return Error(ENODEV, "vfio_ap is not loaded");
+  if (a.size() < 2) return Error(EINVAL, "usage: guest start|stop|show [--mdev UUID] [--name N]");
+  auto lk = tb.core().lock();
+  auto find = [&](const std::map<std::string, std::string>& f) -> Result<vfio_ap::MatrixMdev*> {
+    auto it = f.find("--mdev");
+    if (it == f.end()) return Error(EINVAL, "--mdev UUID is required");
+    vfio_ap::MatrixMdev* m = v->find_mdev(it->second);
+    if (!m) return Error(ENODEV, "no mdev " + it->second);
+    return m;
+  };
+  if (a[1] == "start") {
+    APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev", "--name"}));
+    APEMU_TRY(auto* m, find(flags));
+    vfio_ap::GuestOptions go;
+    if (auto it = flags.find("--name"); it != flags.end()) go.name = it->second;
+    APEMU_TRY_VOID(v->guest_start(*m, go));
+    return std::string();
+  }
+  if (a[1] == "stop") {
+    APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev"}));
+    APEMU_TRY(auto* m, find(flags));
+    APEMU_TRY_VOID(v->guest_stop(*m));
+    return std::string();
+  }
+  if (a[1] == "show") {
+    APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev"}));
+    if (flags.count("--mdev")) {
+      APEMU_TRY(auto* m, find(flags));
+      if (!m->opened()) return Error(ENODEV, "no guest uses mdev " + m->name());
+      return guest_text(*m);
+    }
+    std::string out;
+    for (vfio_ap::MatrixMdev* m : v->mdevs())
+      if (m->opened()) out += guest_text(*m);
+    return out;
+  }
+  return Error(EINVAL, "unknown guest verb '" + a[1] + "'");
+}
+
 } // namespace
 
 Result<std::string> execute_command(Testbed& tb, const std::vector<std::string>& a) {
@@ -89,6 +158,7 @@ Result<std::string> execute_command(Testbed& tb, const std::vector<std::string>&
     return std::string();
   }
   if (verb == "card") return card_command(tb, a);
+  if (verb == "guest") return guest_command(tb, a);
   if (verb == "domain" || verb == "control-domain") {
     if (a.size() != 3 || (a[1] != "add" && a[1] != "remove"))
       return Error(EINVAL, "usage: " + verb + " add|remove N");

@@ -30,8 +30,10 @@ Result<void> make_dir(const char* path, mode_t mode) {
   return {};
 }
 
-Result<std::unique_ptr<Testbed>> boot(const std::string& topology, bool verbose) {
-  return Testbed::from_file(topology.empty() ? default_topology_path() : topology, verbose);
+Result<std::unique_ptr<Testbed>> boot(const std::string& topology, bool verbose,
+                                      const std::string& kernel_profile) {
+  return Testbed::from_file(topology.empty() ? default_topology_path() : topology, verbose,
+                            kernel_profile);
 }
 
 /// Blocks SIGINT/SIGTERM/SIGCHLD in this thread (and so in every thread created later).
@@ -64,7 +66,7 @@ Result<int> run_isolated(const RunOptions& opt) {
     APEMU_TRY_VOID(sys_mount("apemu-mdevctl", "/etc/mdevctl.d", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
 
   const sigset_t sigs = block_signals();
-  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose));
+  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile));
   LiveOptions lo;
   lo.mountpoint = "/sys";
   lo.netlink = true; // safe: this is a private network namespace
@@ -105,7 +107,7 @@ Result<int> run_isolated(const RunOptions& opt) {
 
 Result<int> serve(const ServeOptions& opt) {
   const sigset_t sigs = block_signals();
-  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose));
+  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile));
   LiveOptions lo;
   lo.mountpoint = opt.mountpoint;
   lo.netlink = false; // the host's udev must not see emulated events

@@ -1,6 +1,7 @@
 // `apemu show` rendering.
 #include "apemu/testbed/show.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -89,8 +90,29 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
       if (d <= bus->max_domain_id()) doms.push_back(d);
     });
     if (!out.empty()) out += "\n";
+    // One letter per vfio_ap mdev (oldest first) for the APQNs assigned to it.
+    std::vector<vfio_ap::MatrixMdev*> mdevs;
+    if (tb.vfio_ap()) {
+      mdevs = tb.vfio_ap()->mdevs();
+      std::reverse(mdevs.begin(), mdevs.end());
+    }
+    auto letter = [](std::size_t i) -> char {
+      if (i < 26) return static_cast<char>('A' + i);
+      if (i < 52) return static_cast<char>('a' + (i - 26));
+      return '*';
+    };
+    auto assigned_to = [&](unsigned apid, unsigned apqi) -> int {
+      for (std::size_t i = 0; i < mdevs.size(); ++i)
+        if (mdevs[i]->matrix().contains(apid, apqi)) return static_cast<int>(i);
+      return -1;
+    };
     out += "APQN matrix (rows: adapters, columns: usage domains)\n";
     out += "  H = host (cex4queue)  F = free for vfio_ap  V = bound to vfio_ap  . = no queue\n";
+    for (std::size_t i = 0; i < mdevs.size(); ++i) {
+      const auto* g = mdevs[i]->kvm();
+      out += std::string("  ") + letter(i) + " = assigned to mdev " + mdevs[i]->name() +
+             (g ? " (guest " + g->name() + ")" : std::string()) + "\n";
+    }
     std::string head = "      ";
     for (unsigned d : doms) {
       char b[8];
@@ -106,7 +128,10 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
         ap::ApQueue* q = c->queue(d);
         std::string cell = ".";
         const char* col = "";
-        if (q) {
+        if (const int who = q ? assigned_to(c->id(), d) : -1; who >= 0) {
+          cell = std::string(1, letter(static_cast<std::size_t>(who)));
+          col = "\033[36m";
+        } else if (q) {
           const std::string drv = q->driver() ? q->driver()->name() : "";
           if (drv == "cex4queue") cell = "H", col = "\033[34m";
           else if (drv == "vfio_ap") cell = "V", col = "\033[35m";

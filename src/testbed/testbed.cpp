@@ -26,20 +26,35 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
     APEMU_TRY(tb->m_zcrypt, ap::Zcrypt::create(*tb->m_ap));
     for (unsigned id : opt.topology->offline_cards)
       if (auto* card = tb->m_ap->card(id)) (void)ap::Zcrypt::set_card_online(*card, false);
+    if (opt.vfio_ap) {
+      // An empty profile means the default.
+      APEMU_TRY(auto profile, vfio_ap::parse_kernel_profile(
+                                  opt.kernel_profile.empty() ? "6.16" : opt.kernel_profile));
+      mdev::MdevBusOptions mo;
+      mo.legacy = profile == vfio_ap::KernelProfile::V4_20;
+      APEMU_TRY(tb->m_mdev, mdev::MdevBus::create(*tb->m_core, mo));
+      vfio_ap::VfioApOptions vo;
+      vo.profile = profile;
+      APEMU_TRY(tb->m_vfio_ap, vfio_ap::VfioAp::create(*tb->m_ap, *tb->m_mdev, vo));
+    }
   }
   return tb;
 }
 
-Result<std::unique_ptr<Testbed>> Testbed::from_file(const std::string& path, bool echo_log) {
+Result<std::unique_ptr<Testbed>> Testbed::from_file(const std::string& path, bool echo_log,
+                                                   const std::string& kernel_profile) {
   APEMU_TRY(auto topo, topology::load_file(path));
   Options opt;
   opt.topology = std::move(topo);
   opt.echo_log = echo_log;
+  opt.kernel_profile = kernel_profile;
   return create(std::move(opt));
 }
 
 Testbed::~Testbed() {
-  // Teardown in reverse: drivers, then the bus, then the core.
+  // Teardown in reverse: vfio_ap and the mdev core, the drivers, then the bus, then the core.
+  m_vfio_ap.reset();
+  m_mdev.reset();
   m_zcrypt.reset();
   m_ap.reset();
 }

@@ -23,17 +23,20 @@ int fail(const Error& e, const std::string& what) {
 struct Common {
   std::string topology;
   bool verbose = false;
+  std::string kernel = "6.16";
 };
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--topology,-t", c.topology,
                   "machine topology (TOML); default: topologies/default.toml");
   cmd->add_flag("--verbose,-v", c.verbose, "echo the emulated kernel log to stderr");
+  cmd->add_option("--kernel", c.kernel, "vfio_ap/mdev kernel profile: 6.16 (default) or 4.20")
+      ->check(CLI::IsMember({"6.16", "4.20"}));
 }
 
 std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
   const std::string path = c.topology.empty() ? testbed::default_topology_path() : c.topology;
-  auto tb = testbed::Testbed::from_file(path, c.verbose);
+  auto tb = testbed::Testbed::from_file(path, c.verbose, c.kernel);
   if (!tb) {
     fail(tb.error(), "boot");
     std::exit(1);
@@ -83,12 +86,15 @@ int main(int argc, char** argv) {
   add_common(serve_cmd, common);
 
   std::vector<std::string> ctl_argv;
+  std::string ctl_verb;
   std::string ctl_socket;
   auto* ctl_cmd = app.add_subcommand("ctl", "send a command to a running instance (see README)");
   ctl_cmd->add_option("--socket,-s", ctl_socket, "control socket (default $APEMU_CTL)");
-  ctl_cmd->add_option("VERB", ctl_argv, "scan | show | tree [P] | dmesg | card ... | domain ...")
+  ctl_cmd->add_option("VERB", ctl_verb,
+                      "scan | show | tree [P] | dmesg | card ... | domain ... | guest ...")
       ->required();
-  ctl_cmd->prefix_command(false);
+  // Everything after the verb is the verb's, options included (`guest start --mdev UUID`).
+  ctl_cmd->prefix_command(true);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -97,6 +103,7 @@ int main(int argc, char** argv) {
     ro.topology = common.topology;
     ro.argv = run_argv;
     ro.verbose = common.verbose;
+    ro.kernel_profile = common.kernel;
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");
     return *r;
@@ -104,11 +111,14 @@ int main(int argc, char** argv) {
   if (*serve_cmd) {
     serve_opt.topology = common.topology;
     serve_opt.verbose = common.verbose;
+    serve_opt.kernel_profile = common.kernel;
     auto r = testbed::serve(serve_opt);
     if (!r) return fail(r.error(), "serve");
     return *r;
   }
   if (*ctl_cmd) {
+    ctl_argv.push_back(ctl_verb);
+    for (const auto& extra : ctl_cmd->remaining()) ctl_argv.push_back(extra);
     auto r = testbed::ctl_request(ctl_socket.empty() ? testbed::default_control_socket() : ctl_socket,
                                   ctl_argv);
     if (!r) return fail(r.error(), "ctl");

@@ -13,6 +13,12 @@
 //   card chkstop ID on|off                inject or clear a checkstop (seen at the next scan)
 //   domain add|remove N                   usage domain change (configuration change + scan)
 //   control-domain add|remove N           control domain change
+//   guest start --mdev UUID [--name N]    start a KVM guest on the mdev as QEMU would: register
+//                                         the request and config-change eventfds, open the VFIO
+//                                         device (the guest gets the mdev's shadow APCB)
+//   guest stop --mdev UUID                close the device (APCB cleared, linked queues reset)
+//   guest show [--mdev UUID]              the guests' CRYCB masks: apm/aqm/adm as hex and lists,
+//                                         plus APCB write and config-change signal counts
 #pragma once
 
 #include <atomic>

@@ -18,6 +18,7 @@ struct RunOptions {
   std::string topology;          ///< topology file ("" = default)
   std::vector<std::string> argv; ///< command; empty = interactive shell when stdin is a tty
   bool verbose = false;
+  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
 };
 
 /// Must be called while the process is still single-threaded (unshare needs it for a clean
@@ -31,6 +32,7 @@ struct ServeOptions {
   std::string control_socket; ///< "" = default_control_socket()
   std::string udev_root;      ///< optional udev database directory
   bool verbose = false;
+  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
 };
 
 /// Serves until SIGINT or SIGTERM, then unmounts cleanly. Prints "READY <mountpoint>" on

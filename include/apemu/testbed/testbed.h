@@ -1,8 +1,9 @@
 // Testbed: the one façade that tests, the CLI and the daemon drive (umockdev's Testbed).
 //
 // A Testbed is one emulated machine: the driver core plus the subsystems a topology asks for
-// (the AP bus with its simulated firmware, the zcrypt default drivers). Everything that changes
-// the machine goes through it or through the objects it exposes.
+// (the AP bus with its simulated firmware, the zcrypt default drivers, then the mdev core and
+// vfio_ap in the chosen kernel profile). Everything that changes the machine goes through it or
+// through the objects it exposes.
 #pragma once
 
 #include <filesystem>
@@ -14,7 +15,9 @@
 #include "apemu/ap/zcrypt.h"
 #include "apemu/base/result.h"
 #include "apemu/core/core.h"
+#include "apemu/mdev/mdev.h"
 #include "apemu/topology/topology.h"
+#include "apemu/vfio_ap/vfio_ap.h"
 
 namespace apemu::testbed {
 
@@ -23,6 +26,10 @@ struct Options {
   std::optional<topology::Topology> topology;
   /// Echo kernel log lines to stderr.
   bool echo_log = false;
+  /// Load the mdev core and vfio_ap after zcrypt (only with a topology).
+  bool vfio_ap = true;
+  /// The vfio_ap/mdev kernel profile: "6.16" (default) or "4.20" (see vfio_ap/vfio_ap.h).
+  std::string kernel_profile = "6.16";
 };
 
 /// The default topology file: $APEMU_TOPOLOGY_DIR/default.toml, else the source tree's.
@@ -33,14 +40,18 @@ public:
   /// Builds a machine: core, then (with a topology) the AP bus, its initial scan and zcrypt.
   /// Returns: the errno of the first failing registration.
   static Result<std::unique_ptr<Testbed>> create(Options opt = {});
-  /// create() with the topology read from `path`.
-  static Result<std::unique_ptr<Testbed>> from_file(const std::string& path, bool echo_log = false);
+  /// create() with the topology read from `path`. Returns: EINVAL for an unknown profile.
+  static Result<std::unique_ptr<Testbed>> from_file(const std::string& path, bool echo_log = false,
+                                                    const std::string& kernel_profile = "6.16");
   ~Testbed();
 
   core::Core& core() { return *m_core; }
   /// Null without a topology.
   ap::ApBus* ap_bus() { return m_ap.get(); }
   ap::ApHardware* hw() { return m_hw.get(); }
+  /// Null without a topology or with Options::vfio_ap off.
+  mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
+  vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }
   /// The tree as text (kernfs::dump_tree) below `path`.
   std::string dump(const std::string& path = "/") const;
   /// Writes the tree as plain files below `dir`.
@@ -52,6 +63,8 @@ private:
   std::unique_ptr<ap::ApHardware> m_hw;
   std::unique_ptr<ap::ApBus> m_ap;
   std::unique_ptr<ap::Zcrypt> m_zcrypt;
+  std::unique_ptr<mdev::MdevBus> m_mdev;
+  std::unique_ptr<vfio_ap::VfioAp> m_vfio_ap;
 };
 
 } // namespace apemu::testbed

@@ -15,6 +15,7 @@ inline std::unique_ptr<testbed::Testbed> boot(std::string_view toml) {
   EXPECT_TRUE(topo.has_value()) << (topo ? "" : topo.error().context);
   testbed::Options opt;
   opt.topology = std::move(*topo);
+  opt.vfio_ap = false; // the AP bus alone: tests register their own non-default driver
   auto tb = testbed::Testbed::create(std::move(opt));
   EXPECT_TRUE(tb.has_value());
   return std::move(*tb);

@@ -1,0 +1,95 @@
+// The sysfs tables of vfio_ap: the mdev attributes, the matrix device's `features` and the AP
+// queue's `status` (vfio_ap_ops.c vfio_ap_mdev_attrs / vfio_queue_attrs, vfio_ap_drv.c
+// matrix_dev_attrs; vfio-ap.md §1.2, §3, §4.7). The rows only dispatch to VfioAp, which holds
+// the rules.
+#include "vfio_ap_private.h"
+
+#include "apemu/vfio_ap/abi_names.h"
+
+namespace apemu::vfio_ap {
+
+struct VfioApAttrs {
+  static MatrixMdev& m(core::Device& d) { return VfioAp::mdev_of(d); }
+  static VfioAp& v(core::Device& d) { return m(d).vfio_ap(); }
+
+#define APEMU_VFIO_AP_STORE(fn)                                                                    \
+  static Result<void> fn(core::Device& d, std::string_view t) { return v(d).fn(m(d), t); }
+  APEMU_VFIO_AP_STORE(assign_adapter)
+  APEMU_VFIO_AP_STORE(unassign_adapter)
+  APEMU_VFIO_AP_STORE(assign_domain)
+  APEMU_VFIO_AP_STORE(unassign_domain)
+  APEMU_VFIO_AP_STORE(assign_control_domain)
+  APEMU_VFIO_AP_STORE(unassign_control_domain)
+  APEMU_VFIO_AP_STORE(ap_config_store)
+#undef APEMU_VFIO_AP_STORE
+
+  static Result<std::string> ap_config_show(core::Device& d) { return v(d).ap_config_show(m(d)); }
+  static Result<std::string> matrix_show(core::Device& d) { return v(d).matrix_show(m(d)); }
+  static Result<std::string> guest_matrix_show(core::Device& d) {
+    return v(d).guest_matrix_show(m(d));
+  }
+  static Result<std::string> control_domains_show(core::Device& d) {
+    return v(d).control_domains_show(m(d));
+  }
+  static Result<std::string> features_show(core::Device&) {
+    return std::string(abi::kFeaturesValue);
+  }
+  static Result<std::string> status_show(core::Device& d) {
+    auto* q = static_cast<VfioApQueue*>(d.drvdata());
+    if (!q) return Error(ENODEV);
+    return q->vfio_ap().queue_status(*q);
+  }
+};
+
+namespace {
+
+// Row order as vfio_ap_mdev_attrs.
+const core::DeviceAttribute kMdevAttrs[] = {
+    {abi::kAssignAdapter, 0200, nullptr, VfioApAttrs::assign_adapter},
+    {abi::kUnassignAdapter, 0200, nullptr, VfioApAttrs::unassign_adapter},
+    {abi::kAssignDomain, 0200, nullptr, VfioApAttrs::assign_domain},
+    {abi::kUnassignDomain, 0200, nullptr, VfioApAttrs::unassign_domain},
+    {abi::kAssignControlDomain, 0200, nullptr, VfioApAttrs::assign_control_domain},
+    {abi::kUnassignControlDomain, 0200, nullptr, VfioApAttrs::unassign_control_domain},
+    {abi::kApConfig, 0644, VfioApAttrs::ap_config_show, VfioApAttrs::ap_config_store},
+    {abi::kControlDomains, 0444, VfioApAttrs::control_domains_show, nullptr},
+    {abi::kMatrixAttr, 0444, VfioApAttrs::matrix_show, nullptr},
+    {abi::kGuestMatrix, 0444, VfioApAttrs::guest_matrix_show, nullptr},
+};
+
+// 4.20: no ap_config (6.10) and no guest_matrix (6.0).
+const core::DeviceAttribute kMdevAttrs420[] = {
+    {abi::kAssignAdapter, 0200, nullptr, VfioApAttrs::assign_adapter},
+    {abi::kUnassignAdapter, 0200, nullptr, VfioApAttrs::unassign_adapter},
+    {abi::kAssignDomain, 0200, nullptr, VfioApAttrs::assign_domain},
+    {abi::kUnassignDomain, 0200, nullptr, VfioApAttrs::unassign_domain},
+    {abi::kAssignControlDomain, 0200, nullptr, VfioApAttrs::assign_control_domain},
+    {abi::kUnassignControlDomain, 0200, nullptr, VfioApAttrs::unassign_control_domain},
+    {abi::kControlDomains, 0444, VfioApAttrs::control_domains_show, nullptr},
+    {abi::kMatrixAttr, 0444, VfioApAttrs::matrix_show, nullptr},
+};
+
+const core::DeviceAttributeGroup kMdevGroups[] = {{"", kMdevAttrs}};
+const core::DeviceAttributeGroup kMdevGroups420[] = {{"", kMdevAttrs420}};
+
+const core::DeviceAttribute kMatrixDevAttrs[] = {
+    {abi::kFeatures, 0444, VfioApAttrs::features_show, nullptr},
+};
+const core::DeviceAttributeGroup kMatrixDevGroups[] = {{"", kMatrixDevAttrs}};
+
+const core::DeviceAttribute kQueueAttrs[] = {
+    {abi::kStatus, 0444, VfioApAttrs::status_show, nullptr},
+};
+const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs}};
+
+} // namespace
+
+std::span<const core::DeviceAttributeGroup> mdev_attr_groups(KernelProfile p) {
+  if (p == KernelProfile::V4_20) return kMdevGroups420;
+  return kMdevGroups;
+}
+
+std::span<const core::DeviceAttributeGroup> matrix_dev_groups() { return kMatrixDevGroups; }
+std::span<const core::DeviceAttributeGroup> queue_attr_groups() { return kQueueGroups; }
+
+} // namespace apemu::vfio_ap

@@ -1,0 +1,23 @@
+// vfio_ap-private declarations shared by vfio_ap_drv.cpp, vfio_ap_ops.cpp and
+// vfio_ap_attrs.cpp (drivers/s390/crypto/vfio_ap_private.h).
+#pragma once
+
+#include <span>
+#include <string>
+
+#include "apemu/core/attribute.h"
+#include "apemu/vfio_ap/vfio_ap.h"
+
+namespace apemu::vfio_ap {
+
+/// The mdev driver's dev_groups (vfio_ap_mdev_attr_groups) for a profile.
+std::span<const core::DeviceAttributeGroup> mdev_attr_groups(KernelProfile p);
+/// The matrix driver's dev_groups: `features` [6.12+].
+std::span<const core::DeviceAttributeGroup> matrix_dev_groups();
+/// The AP queue driver's dev_groups: `status` [~6.1+].
+std::span<const core::DeviceAttributeGroup> queue_attr_groups();
+
+/// "%02x.%04x".
+std::string apqn_name(unsigned apid, unsigned apqi);
+
+} // namespace apemu::vfio_ap
