@@ -27,6 +27,8 @@ bench: build
 	./$(BUILD)/bench/fuse_bench
 	./$(BUILD)/bench/boot_probe
 	./bench/boot_bench.sh
+	./$(BUILD)/bench/vfio_ap_bench
+	./bench/mdevctl_cycle.sh $(BUILD) 100
 
 clean:
 	rm -rf $(BUILD)

@@ -62,8 +62,13 @@ Result<int> run_isolated(const RunOptions& opt) {
   APEMU_TRY_VOID(sys_mount("apemu-run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
   for (const char* d : {"/run/udev", "/run/lock", "/run/apemu"}) APEMU_TRY_VOID(make_dir(d, 0755));
   struct stat st {};
-  if (::stat("/etc/mdevctl.d", &st) == 0 && S_ISDIR(st.st_mode))
+  if (::stat("/etc/mdevctl.d", &st) == 0 && S_ISDIR(st.st_mode)) {
     APEMU_TRY_VOID(sys_mount("apemu-mdevctl", "/etc/mdevctl.d", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+    // An empty configuration, but with the script directories mdevctl 1.2 expects to read.
+    for (const char* d : {"/etc/mdevctl.d/scripts.d", "/etc/mdevctl.d/scripts.d/callouts",
+                          "/etc/mdevctl.d/scripts.d/notifiers"})
+      APEMU_TRY_VOID(make_dir(d, 0755));
+  }
 
   const sigset_t sigs = block_signals();
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile));

@@ -63,7 +63,7 @@ TEST(ApemuRun, ExitCodeIsTheCommandsAndTheHostSysIsUntouched) {
   REQUIRE_FACILITIES();
   EXPECT_EQ(sh(apemu_run("exit 7")).status, 7);
   auto o = sh(apemu_run("ls /sys/bus/ap/devices | wc -l; cat /sys/kernel/uevent_seqnum; "
-                        "echo $SYSTEMD_DEVICE_VERIFY_SYSFS; ls -A /etc/mdevctl.d | wc -l"));
+                        "echo $SYSTEMD_DEVICE_VERIFY_SYSFS; find /etc/mdevctl.d -type f | wc -l"));
   ASSERT_EQ(o.status, 0) << o.text;
   std::istringstream in(o.text);
   std::string n, seq, verify, mdevctl_entries;
