@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "apemu/testbed/testbed.h"
 
@@ -23,6 +24,8 @@ int main(int argc, char** argv) {
   const auto t1 = Clock::now();
   testbed::Options opt;
   opt.topology = std::move(*topo);
+  // APEMU_NO_VFIO_AP=1: boot without the vfio_ap module (to see what it adds).
+  if (const char* v = std::getenv("APEMU_NO_VFIO_AP"); v && *v == '1') opt.vfio_ap = false;
   auto tb = testbed::Testbed::create(std::move(opt));
   if (!tb) return 1;
   const auto t2 = Clock::now();
