@@ -446,15 +446,20 @@ Result<void> VfioAp::unassign_control_domain(MatrixMdev& m, std::string_view tex
   return {};
 }
 
-Result<void> VfioAp::assign_id_legacy(MatrixMdev& m, std::string_view text, int kind) {
-  // ≤5.19 order (§3.10): EBUSY while attached, before parsing.
-  if (m.m_kvm) return Error(EBUSY, "a guest uses the mdev");
+/// The common prefix of the ≤5.19 stores (§3.10): EBUSY while attached (before parsing), the
+/// kstrtoul errors, ENODEV above the maximum id of that kind (0 adapter, 1 domain, 2 control).
+static Result<unsigned> legacy_id(const MatrixMdev& m, std::string_view text, int kind) {
+  if (m.kvm()) return Error(EBUSY, "a guest uses the mdev");
   APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
-  const unsigned max = kind == 0   ? m.m_matrix.apm_max
-                       : kind == 1 ? m.m_matrix.aqm_max
-                                   : m.m_matrix.adm_max;
+  const unsigned max = kind == 0   ? m.matrix().apm_max
+                       : kind == 1 ? m.matrix().aqm_max
+                                   : m.matrix().adm_max;
   if (id > max) return Error(ENODEV);
-  const unsigned n = static_cast<unsigned>(id);
+  return static_cast<unsigned>(id);
+}
+
+Result<void> VfioAp::assign_id_legacy(MatrixMdev& m, std::string_view text, int kind) {
+  APEMU_TRY(const unsigned n, legacy_id(m, text, kind));
   if (kind == 2) {
     m.m_matrix.adm.set(n);
     return {};
@@ -493,13 +498,7 @@ Result<void> VfioAp::assign_id_legacy(MatrixMdev& m, std::string_view text, int 
 }
 
 Result<void> VfioAp::unassign_id_legacy(MatrixMdev& m, std::string_view text, int kind) {
-  if (m.m_kvm) return Error(EBUSY, "a guest uses the mdev");
-  APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
-  const unsigned max = kind == 0   ? m.m_matrix.apm_max
-                       : kind == 1 ? m.m_matrix.aqm_max
-                                   : m.m_matrix.adm_max;
-  if (id > max) return Error(ENODEV);
-  const unsigned n = static_cast<unsigned>(id);
+  APEMU_TRY(const unsigned n, legacy_id(m, text, kind));
   if (kind == 2) {
     m.m_matrix.adm.clear(n);
     return {};

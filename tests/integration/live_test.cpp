@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "integration/shell.h"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,43 +21,13 @@
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+using apemu::testing::sh;
+
 namespace {
-
-struct Output {
-  int status = -1;
-  std::string text;
-};
-
-/// Runs `sh -c cmd`, capturing stdout and stderr together.
-Output sh(const std::string& cmd) {
-  Output o;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return o;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) o.text.append(buf.data(), n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return o;
-}
 
 std::string apemu_run(const std::string& script) {
   return std::string(APEMU_BIN) + " run -- sh -c '" + script + "'";
 }
-
-bool can_run_namespaces() {
-  static const bool ok = sh(std::string(APEMU_BIN) + " run -- true").status == 0;
-  return ok;
-}
-
-#define REQUIRE_FACILITIES()                                                                       \
-  do {                                                                                             \
-    if (!can_run_namespaces()) {                                                                   \
-      if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")                     \
-        FAIL() << "apemu run cannot create namespaces or mount FUSE under CI";                     \
-      GTEST_SKIP() << "namespaces/FUSE unavailable (not root or no /dev/fuse)";                    \
-    }                                                                                              \
-  } while (0)
 
 } // namespace
 

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "integration/shell.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,24 +17,10 @@
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+using apemu::testing::Output;
+using apemu::testing::sh;
+
 namespace {
-
-struct Output {
-  int status = -1;
-  std::string text;
-};
-
-Output sh(const std::string& cmd) {
-  Output o;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return o;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) o.text.append(buf.data(), n);
-  const int st = ::pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return o;
-}
 
 /// Writes `text` to a fresh file below /tmp and returns its path.
 std::string temp_file(const std::string& name, const std::string& text) {
@@ -56,20 +44,6 @@ Output run_script(const std::string& body, const std::string& extra = "") {
   ::unlink(script.c_str());
   return o;
 }
-
-bool can_run_namespaces() {
-  static const bool ok = sh(std::string(APEMU_BIN) + " run -- true").status == 0;
-  return ok;
-}
-
-#define REQUIRE_FACILITIES()                                                                       \
-  do {                                                                                             \
-    if (!can_run_namespaces()) {                                                                   \
-      if (const char* ci = std::getenv("CI"); ci && std::string(ci) == "true")                     \
-        FAIL() << "apemu run cannot create namespaces or mount FUSE under CI";                     \
-      GTEST_SKIP() << "namespaces/FUSE unavailable (not root or no /dev/fuse)";                    \
-    }                                                                                              \
-  } while (0)
 
 bool have_mdevctl() { return sh("command -v mdevctl").status == 0; }
 
