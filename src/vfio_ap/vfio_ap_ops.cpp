@@ -124,6 +124,16 @@ VfioApQueue* VfioAp::queue(unsigned apid, unsigned apqi) const {
   return m_queues[apqn_index(apid, apqi)].get();
 }
 
+bool VfioAp::apqn_bound_to_vfio_ap(unsigned apid, unsigned apqi) const {
+  if (!m_ap_driver) return false;
+  core::Core& core = m_bus->core();
+  auto lk = core.lock();
+  return core.driver_for_each_device(*m_ap_driver, nullptr, [&](core::Device& d) {
+           const auto& q = static_cast<const ap::ApQueue&>(d);
+           return q.apid() == apid && q.apqi() == apqi ? 1 : 0;
+         }) == 1;
+}
+
 MatrixMdev* VfioAp::mdev_for_apqn(unsigned apid, unsigned apqi) const {
   // The first mdev in list order (newest first) whose matrix holds the APQN.
   MatrixMdev* best = nullptr;

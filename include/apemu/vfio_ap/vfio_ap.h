@@ -188,6 +188,11 @@ public:
   MatrixMdev* find_mdev(std::string_view uuid) const;
   /// The vfio_ap queue of a queue device bound to vfio_ap, or null.
   VfioApQueue* queue(unsigned apid, unsigned apqi) const;
+  /// The kernel's "is this APQN reserved for vfio_ap" check: walks the vfio_ap AP driver's
+  /// bound devices through the core (driver_for_each_device), so only queues whose binding
+  /// completed count; there is no hand-set driver pointer anywhere (driver-core.md §1.10).
+  /// Locking: takes the model lock.
+  bool apqn_bound_to_vfio_ap(unsigned apid, unsigned apqi) const;
   /// Total ZAPQs issued by vfio_ap.
   std::uint64_t reset_count() const { return m_total_resets; }
 

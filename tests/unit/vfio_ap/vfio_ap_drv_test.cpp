@@ -191,3 +191,16 @@ TEST_F(VfioApTest, TheQueueDriverTakesOnlyQueuesOutsideTheMasks) {
   EXPECT_THAT(sysfs_readlink(core(), "/devices/ap/card07/driver"),
               IsOkAndHolds("../../../bus/ap/drivers/cex4card"));
 }
+
+TEST_F(VfioApTest, ReservedForVfioApIsDecidedByTheDriversBoundListThroughTheCore) {
+  // Issue 5 scope 6: the check walks driver_for_each_device of the vfio_ap AP driver.
+  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 4)); // default-owned, bound to cex4queue
+  release_adapters("-5");
+  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 4));
+  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 7));
+  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 8)); // no such queue
+  // Unbound from vfio_ap: no longer reserved, whatever the masks say.
+  ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "05.0004"), IsOk());
+  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 4));
+  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 5));
+}
