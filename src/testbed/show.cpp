@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apemu/ap/zcrypt.h"
+#include "apemu/kernfs/tree.h"
 
 namespace apemu::testbed {
 
@@ -58,7 +59,14 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
         if (!q) continue;
         const bool zq = q->driver() && q->driver()->name() == "cex4queue";
         std::string status = status_of(*q, zq, q->online());
-        if (!zq && q->driver() && q->config() && !q->chkstop()) status = q->driver()->name();
+        // As lszcrypt: without a zcrypt `online`, the queue's `status` file (vfio_ap) if any.
+        if (!zq && q->config() && !q->chkstop()) {
+          status = "-";
+          if (auto n = q->dir() ? q->dir()->find("status") : nullptr;
+              n && n->type() == kernfs::NodeType::Attr)
+            if (auto v = kernfs::read_attr(static_cast<const kernfs::Attr&>(*n)); v && !v->empty())
+              status = v->substr(0, v->find('\n'));
+        }
         std::string req = "-";
         if (q->config())
           req = q->dev_state() == ap::DevState::Uninitiated ? "-" : std::to_string(q->request_count());
