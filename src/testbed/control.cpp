@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -238,6 +239,9 @@ void ControlServer::serve() {
     if (fds[1].revents) return;
     int c = ::accept4(m_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) continue;
+    // A client that never finishes its request must not block shutdown for long.
+    const timeval tv{5, 0};
+    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     const std::string req = read_all(c);
     std::vector<std::string> argv;
     std::size_t start = 0;
