@@ -234,10 +234,10 @@ struct ApQueueAttrs {
     if (t.size() >= 4096 - 1) return Error(EINVAL);
     t = t.substr(0, t.find('\n'));
     auto& o = q(d).m_driver_override;
-    const bool had = o.has_value();
+    const bool had = o != nullptr;
     if (t.empty()) o.reset();
-    else o = std::string(t);
-    ap.m_override_count += (o.has_value() ? 1 : 0) - (had ? 1 : 0);
+    else o = std::make_unique<std::string>(t);
+    ap.m_override_count += (o ? 1 : 0) - (had ? 1 : 0);
     return {};
   }
 };

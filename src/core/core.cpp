@@ -30,7 +30,7 @@ struct DeviceFiles {
     text = text.substr(0, text.find('\n'));
     text = text.substr(0, text.find('\0'));
     if (text.empty()) d.m_driver_override.reset();
-    else d.m_driver_override = std::string(text);
+    else d.m_driver_override = std::make_unique<std::string>(text);
     return {};
   }
   static Result<std::string> online_show(Device& d) {

@@ -80,7 +80,8 @@ public:
   bool soft_online() const { return m_soft_online; }
   bool online() const { return m_config && !m_chkstop && m_soft_online; }
   std::uint64_t request_count() const { return m_request_count; }
-  const std::optional<std::string>& override_driver() const { return m_driver_override; }
+  /// The queue's driver_override, or null when unset.
+  const std::string* override_driver() const { return m_driver_override.get(); }
   /// Simulated traffic: counts one request (used by the guest/zcrypt paths).
   void count_request();
 
@@ -96,7 +97,7 @@ private:
   DevState m_dev_state = DevState::Uninitiated;
   SmState m_sm_state = SmState::ResetStart;
   std::uint64_t m_request_count = 0;
-  std::optional<std::string> m_driver_override;
+  std::unique_ptr<std::string> m_driver_override; // rarely set (65,536 queues on max.toml)
 };
 
 /// struct ap_driver: a core driver plus the AP-specific flags and callbacks.

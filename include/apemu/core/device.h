@@ -82,7 +82,8 @@ public:
   /// The bound driver; null while unbound or while a probe is in progress and fails.
   Driver* driver() const { return m_driver; }
   std::string_view devtype() const { return m_devtype; }
-  const std::optional<std::string>& driver_override() const { return m_driver_override; }
+  /// The driver_override name, or null when unset.
+  const std::string* driver_override() const { return m_driver_override.get(); }
   /// True between device_add and device_del.
   bool registered() const { return m_state == State::Added; }
   bool dead() const { return m_dead; }
@@ -116,7 +117,7 @@ private:
   Driver* m_driver = nullptr;
   std::string_view m_devtype;          // static text (device_type names are constants)
   std::string_view m_uevent_subsystem; // static text
-  std::optional<std::string> m_driver_override;
+  std::unique_ptr<std::string> m_driver_override; // rarely set: 8 bytes, not 40, per device
   std::span<const DeviceAttributeGroup> m_groups;
   void* m_drvdata = nullptr;
   bool m_pm_not_required = false;
