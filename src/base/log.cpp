@@ -5,6 +5,7 @@
 namespace apemu {
 
 void Log::write(LogLevel level, std::string line) {
+  if (level == LogLevel::Debug && !m_debug) return;
   std::lock_guard lock(m_mutex);
   if (m_echo && level >= LogLevel::Info) std::fprintf(stderr, "apemu: %s\n", line.c_str());
   m_entries.push_back({level, std::move(line)});

@@ -44,11 +44,13 @@ Result<void> Core::really_probe(Device& dev, Driver& drv) {
     dev.m_drvdata = nullptr;
     const int code = r.error().code;
     if (code == kEProbeDefer) {
-      m_log.debug(drv.name() + " " + dev.m_name + ": Driver " + drv.name() +
+      if (m_log.debug_enabled())
+        m_log.debug(drv.name() + " " + dev.m_name + ": Driver " + drv.name() +
                   " requests probe deferral");
       deferred_add(dev);
     } else if (code == ENODEV || code == ENXIO) {
-      m_log.debug(drv.name() + ": probe of " + dev.m_name + " rejects match " +
+      if (m_log.debug_enabled())
+        m_log.debug(drv.name() + ": probe of " + dev.m_name + " rejects match " +
                   std::to_string(-code));
     } else {
       m_log.error(bus.name() + " " + dev.m_name + ": probe with driver " + drv.name() +

@@ -19,6 +19,7 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   std::unique_ptr<Testbed> tb(new Testbed());
   tb->m_core = std::make_unique<core::Core>();
   tb->m_core->log().set_echo(opt.echo_log);
+  if (const char* d = std::getenv("APEMU_DEBUG"); d && *d == '1') tb->m_core->log().set_debug(true);
   if (opt.topology) {
     auto lk = tb->m_core->lock();
     tb->m_hw = std::make_unique<ap::ApHardware>(std::move(opt.topology->hw));

@@ -64,6 +64,7 @@ Result<std::uint64_t> Broadcaster::send(Action action, std::string devpath, Env 
   const std::uint64_t seq = m_seqnum + 1;
   APEMU_TRY_VOID(env.add("SEQNUM", std::to_string(seq)));
   m_seqnum = seq;
+  if (m_subscribers.empty()) return seq; // nobody listens: the number is still consumed
   Event ev{action, std::move(devpath), seq, env.vars()};
   // Copy the ids first: a subscriber may unsubscribe itself.
   std::vector<int> ids;

@@ -28,6 +28,10 @@ public:
   /// True when some line at Info or above contains `needle`.
   bool contains(const std::string& needle) const;
   void set_echo(bool on) { m_echo = on; }
+  /// Debug lines (the kernel's dev_dbg/pr_debug) are dropped unless enabled, as with dynamic
+  /// debug off; callers test debug_enabled() before formatting them.
+  void set_debug(bool on) { m_debug = on; }
+  bool debug_enabled() const { return m_debug; }
 
 private:
   struct Entry {
@@ -38,6 +42,7 @@ private:
   std::deque<Entry> m_entries;
   std::size_t m_capacity;
   bool m_echo = false;
+  bool m_debug = false;
 };
 
 } // namespace apemu

@@ -6,6 +6,8 @@ using namespace apemu;
 
 TEST(Log, KeepsABoundedRingFilteredByLevel) {
   Log log(2);
+  log.debug("dropped"); // debug is off by default (dynamic debug off)
+  log.set_debug(true);
   log.debug("d");
   log.info("a");
   log.error("b");
