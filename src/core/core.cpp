@@ -103,7 +103,7 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
       else {
         auto made = m_tree.create_dir(dir, std::string(g.name));
         if (!made) {
-          remove_groups(dir, groups.first(done), dev);
+          remove_groups(dir, groups.first(done));
           return made.error();
         }
         sub = *made;
@@ -120,7 +120,7 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
       if (!r) {
         m_log.error("sysfs: cannot create duplicate filename '" + target->path() + "/" +
                     std::string(a.name) + "'");
-        remove_groups(dir, groups.first(done + 1), dev);
+        remove_groups(dir, groups.first(done + 1));
         return r.error();
       }
     }
@@ -129,8 +129,7 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
   return {};
 }
 
-void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups,
-                         Device& dev) {
+void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups) {
   for (const auto& g : groups) {
     kernfs::Dir* target = &dir;
     std::shared_ptr<kernfs::Node> sub;
@@ -147,7 +146,6 @@ void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup>
     }
     if (sub && static_cast<kernfs::Dir&>(*sub).children().empty()) m_tree.remove(*sub);
   }
-  (void)dev;
 }
 
 Result<void> Core::device_add_groups(Device& dev, std::span<const DeviceAttributeGroup> groups) {
@@ -158,7 +156,7 @@ Result<void> Core::device_add_groups(Device& dev, std::span<const DeviceAttribut
 
 void Core::device_remove_groups(Device& dev, std::span<const DeviceAttributeGroup> groups) {
   auto lk = lock();
-  if (dev.m_dir) remove_groups(*dev.m_dir, groups, dev);
+  if (dev.m_dir) remove_groups(*dev.m_dir, groups);
 }
 
 // ---- placement (driver-core.md §2.2) -----------------------------------------------------------
@@ -184,6 +182,16 @@ Result<Core::Placement> Core::parent_dir_for(Device& dev) {
   return Placement{m_devices_dir, false};
 }
 
+/// Removes `dir/name` only if it is a link to `target`: when adding a device fails because the
+/// name is taken, the entry belongs to the other device and must stay.
+static void remove_link_to(kernfs::Tree& tree, kernfs::Dir& dir, const std::string& name,
+                           const kernfs::Node& target) {
+  auto n = dir.find(name);
+  if (n && n->type() == kernfs::NodeType::Link &&
+      static_cast<kernfs::Link&>(*n).target().get() == &target)
+    tree.remove(*n);
+}
+
 static void remove_if_empty_glue(kernfs::Tree& tree, const std::shared_ptr<kernfs::Dir>& glue) {
   if (glue && glue->active() && glue->children().empty()) tree.remove(*glue);
 }
@@ -206,10 +214,6 @@ Result<void> Core::device_add(Device& dev) {
     return Error(EINVAL, "bus of '" + dev.m_name + "' is not registered");
   if (dev.m_class && !internal::owns(m_classes, dev.m_class))
     return Error(EINVAL, "class of '" + dev.m_name + "' is not registered");
-  // bus_add_device: a name is unique per bus.
-  if (dev.m_bus && dev.m_bus->m_devices_dir->find(dev.m_name))
-    return Error(EEXIST, "device '" + dev.m_name + "' already on bus " + dev.m_bus->name());
-
   dev.m_core = this;
   auto place = parent_dir_for(dev);
   if (!place) {
@@ -230,8 +234,8 @@ Result<void> Core::device_add(Device& dev) {
   auto& dir = *dev.m_dir;
 
   auto unwind = [&](Error e) -> Result<void> {
-    if (dev.m_class) m_tree.remove_child(*dev.m_class->m_dir, dev.m_name);
-    if (dev.m_bus) m_tree.remove_child(*dev.m_bus->m_devices_dir, dev.m_name);
+    if (dev.m_class) remove_link_to(m_tree, *dev.m_class->m_dir, dev.m_name, dir);
+    if (dev.m_bus) remove_link_to(m_tree, *dev.m_bus->m_devices_dir, dev.m_name, dir);
     m_tree.remove(dir);
     remove_if_empty_glue(m_tree, dev.m_glue);
     dev.m_dir.reset();

@@ -144,6 +144,16 @@ struct FuseServer::Impl {
     return n;
   }
 
+  /// The child `name` of directory inode `parent`. Only the parent's own children are looked at:
+  /// "." and ".." are never children, so no name can lead outside the tree (the kernel resolves
+  /// ".." itself). Returns: ENOENT (parent gone), ENOTDIR; a null child when absent.
+  Result<std::shared_ptr<Node>> child_locked(fuse_ino_t parent, const char* name) const {
+    auto p = node_locked(parent);
+    if (!p) return Error(ENOENT);
+    if (p->type() != NodeType::Dir) return Error(ENOTDIR);
+    return static_cast<Dir&>(*p).find(name);
+  }
+
   struct stat stat_locked(const Node& n) const {
     struct stat st {};
     st.st_ino = n.id();
@@ -334,12 +344,9 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_entry_param e;
     {
       auto lk = s.tree.lock();
-      auto p = s.node_locked(parent);
-      if (!p) return r.error(ENOENT);
-      if (p->type() != NodeType::Dir) return r.error(ENOTDIR);
-      // Only ever the given parent's own children: "." and ".." are never children, so no name
-      // can lead outside the tree (the kernel resolves ".." itself).
-      auto child = static_cast<Dir&>(*p).find(name);
+      auto found = s.child_locked(parent, name);
+      if (!found) return r.error(found.error());
+      auto child = std::move(*found);
       if (!child) return r.error(ENOENT); // not cached (no negative entry timeout)
       e = s.entry_locked(*child);
       s.inodes.ref(child);
@@ -462,10 +469,9 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse
     fuse_entry_param e;
     {
       auto lk = s.tree.lock();
-      auto p = s.node_locked(parent);
-      if (!p) return r.error(ENOENT);
-      if (p->type() != NodeType::Dir) return r.error(ENOTDIR);
-      auto child = static_cast<Dir&>(*p).find(name);
+      auto found = s.child_locked(parent, name);
+      if (!found) return r.error(found.error());
+      auto child = std::move(*found);
       // The VFS answers EACCES for O_CREAT in a directory without ->create (sysfs).
       if (!child) return r.error(EACCES);
       // The name appeared after the kernel's negative lookup: behave like an open of it.

@@ -39,6 +39,11 @@ struct VfioApAttrs {
     if (!q) return Error(ENODEV);
     return q->vfio_ap().queue_status(*q);
   }
+  /// 4.20 has no ap_config (added in 6.10) and no guest_matrix (6.0).
+  static mode_t mdev_visible(core::Device& d, const core::DeviceAttribute& a) {
+    if (v(d).legacy() && (a.name == abi::kApConfig || a.name == abi::kGuestMatrix)) return 0;
+    return a.mode;
+  }
 };
 
 namespace {
@@ -57,20 +62,8 @@ const core::DeviceAttribute kMdevAttrs[] = {
     {abi::kGuestMatrix, 0444, VfioApAttrs::guest_matrix_show, nullptr},
 };
 
-// 4.20: no ap_config (6.10) and no guest_matrix (6.0).
-const core::DeviceAttribute kMdevAttrs420[] = {
-    {abi::kAssignAdapter, 0200, nullptr, VfioApAttrs::assign_adapter},
-    {abi::kUnassignAdapter, 0200, nullptr, VfioApAttrs::unassign_adapter},
-    {abi::kAssignDomain, 0200, nullptr, VfioApAttrs::assign_domain},
-    {abi::kUnassignDomain, 0200, nullptr, VfioApAttrs::unassign_domain},
-    {abi::kAssignControlDomain, 0200, nullptr, VfioApAttrs::assign_control_domain},
-    {abi::kUnassignControlDomain, 0200, nullptr, VfioApAttrs::unassign_control_domain},
-    {abi::kControlDomains, 0444, VfioApAttrs::control_domains_show, nullptr},
-    {abi::kMatrixAttr, 0444, VfioApAttrs::matrix_show, nullptr},
-};
 
-const core::DeviceAttributeGroup kMdevGroups[] = {{"", kMdevAttrs}};
-const core::DeviceAttributeGroup kMdevGroups420[] = {{"", kMdevAttrs420}};
+const core::DeviceAttributeGroup kMdevGroups[] = {{"", kMdevAttrs, VfioApAttrs::mdev_visible}};
 
 const core::DeviceAttribute kMatrixDevAttrs[] = {
     {abi::kFeatures, 0444, VfioApAttrs::features_show, nullptr},
@@ -84,10 +77,7 @@ const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs}};
 
 } // namespace
 
-std::span<const core::DeviceAttributeGroup> mdev_attr_groups(KernelProfile p) {
-  if (p == KernelProfile::V4_20) return kMdevGroups420;
-  return kMdevGroups;
-}
+std::span<const core::DeviceAttributeGroup> mdev_attr_groups() { return kMdevGroups; }
 
 std::span<const core::DeviceAttributeGroup> matrix_dev_groups() { return kMatrixDevGroups; }
 std::span<const core::DeviceAttributeGroup> queue_attr_groups() { return kQueueGroups; }

@@ -86,7 +86,7 @@ Result<void> VfioAp::init() {
   md.base.mod_name = std::string(abi::kVfioAp);
   md.base.probe = [this](core::Device& d) { return mdev_probe(d); };
   md.base.remove = [this](core::Device& d) { mdev_remove(d); };
-  md.base.dev_groups = mdev_attr_groups(m_opt.profile);
+  md.base.dev_groups = mdev_attr_groups();
   md.device_api = std::string(abi::kDeviceApi);
   md.max_instances = abi::kMaxInstances;
   // ≤6.0 vfio_ap counted instances itself and answered EPERM (§1.4).

@@ -10,8 +10,8 @@
 
 namespace apemu::vfio_ap {
 
-/// The mdev driver's dev_groups (vfio_ap_mdev_attr_groups) for a profile.
-std::span<const core::DeviceAttributeGroup> mdev_attr_groups(KernelProfile p);
+/// The mdev driver's dev_groups (vfio_ap_mdev_attr_groups); rows the profile lacks are hidden.
+std::span<const core::DeviceAttributeGroup> mdev_attr_groups();
 /// The matrix driver's dev_groups: `features` [6.12+].
 std::span<const core::DeviceAttributeGroup> matrix_dev_groups();
 /// The AP queue driver's dev_groups: `status` [~6.1+].
