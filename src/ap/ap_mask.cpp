@@ -99,8 +99,9 @@ Result<Mask256> parse_relative(std::string_view s, Mask256 mask) {
 Result<Mask256> parse_absolute(std::string_view s) {
   Mask256 mask;
   std::size_t i = 0;
-  if (s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) i = 2;
-  else if (!s.empty() && (s[0] == 'x' || s[0] == 'X')) i = 1;
+  // hex2bitmap skips "0x" or "x", lower case only: "0X…" is EINVAL (ap-bus.md §2.2).
+  if (s.size() >= 2 && s[0] == '0' && s[1] == 'x') i = 2;
+  else if (!s.empty() && s[0] == 'x') i = 1;
   unsigned nib = 0;
   while (i < s.size() && nib < 64 && std::isxdigit(static_cast<unsigned char>(s[i]))) {
     const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));

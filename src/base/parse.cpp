@@ -87,8 +87,12 @@ Result<bool> kstrtobool(std::string_view s) {
 Result<long long> sscanf_int(std::string_view s, unsigned base) {
   std::size_t i = 0;
   while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  // The kernel's vsscanf takes a '-' for signed conversions but never a '+'.
   bool neg = false;
-  if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+  if (i < s.size() && s[i] == '-') {
+    neg = true;
+    ++i;
+  }
   if (base == 0) {
     if (i + 1 < s.size() && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X') &&
         i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {

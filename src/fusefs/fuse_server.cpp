@@ -398,6 +398,9 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       // the time bits that come along with it are ignored.
       if (!(to_set & FUSE_SET_ATTR_SIZE)) return r.error(EPERM);
       if (n->type() != NodeType::Attr) return r.error(EISDIR);
+      // vfs_truncate's inode_permission(MAY_WRITE): without default_permissions the kernel
+      // leaves that check to us.
+      if (!may_access(*n, r.ctx(), W_OK)) return r.error(EACCES);
       if (attr->st_size != 0) return r.error(EPERM);
       st = s.stat_locked(*n);
     }
@@ -872,9 +875,13 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
       pthread_setname_np(pthread_self(), "apemu-fuse"); // inherited by the workers
       (void)fuse_session_loop_mt(s.se, cfg); // ends after fuse_session_exit or unmount
       fuse_loop_cfg_destroy(cfg);
-      std::lock_guard g(s.loop_mutex);
-      s.loop_done = true;
-      s.loop_cv.notify_all();
+      {
+        std::lock_guard g(s.loop_mutex);
+        s.loop_done = true;
+        s.loop_cv.notify_all();
+      }
+      // Still "mounted" means unmount() did not end the loop: someone took the mount away.
+      if (s.mounted.load() && s.opt.on_lost) s.opt.on_lost();
     });
   } catch (...) {
     s.unmount(); // stops whatever did start (a missing loop thread is skipped)

@@ -74,7 +74,9 @@ Result<std::string> Attr::show() const {
 Result<void> Attr::store(std::string_view text) const {
   if (!active()) return Error(ENODEV);
   if (!m_ops->can_store()) return Error(EIO);
-  return m_ops->store(m_ctx, text);
+  // kernfs hands store() a NUL-terminated copy of the written bytes and every parser reads it as
+  // a C string, so an embedded NUL ends the value (the write still reports its full count).
+  return m_ops->store(m_ctx, text.substr(0, text.find('\0')));
 }
 
 Result<std::string> Link::target_text() const {

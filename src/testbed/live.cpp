@@ -43,7 +43,16 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
     s->m_subscription =
         tb.core().uevents().subscribe([sender](const uevent::Event& ev) { sender->enqueue(ev); });
   }
+  // The control socket first: a path held by a live daemon must fail before anything is mounted.
+  if (!opt.control_socket.empty()) {
+    ControlServerOptions co;
+    co.path = opt.control_socket;
+    LiveSession* self = s.get();
+    co.after_command = [self] { self->flush(); };
+    APEMU_TRY(s->m_control, ControlServer::start(tb, std::move(co)));
+  }
   fusefs::Options fo;
+  fo.on_lost = opt.on_mount_lost;
   APEMU_TRY(s->m_fuse, fusefs::FuseServer::mount(tb.core().tree(), opt.mountpoint, fo));
   if (opt.periodic_scan && tb.ap_bus()) {
     LiveSession* self = s.get();
@@ -73,9 +82,6 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
         lk.lock();
       }
     });
-  }
-  if (!opt.control_socket.empty()) {
-    APEMU_TRY(s->m_control, ControlServer::start(tb, opt.control_socket));
   }
   return s;
 }

@@ -174,9 +174,84 @@ TEST(ApemuServe, MountsServesControlAndUnmountsOnSigterm) {
   auto o = sh(cmd);
   EXPECT_THAT(o.text, HasSubstr("4\n"));
   EXPECT_THAT(o.text, HasSubstr("card0c"));
-  EXPECT_THAT(o.text, HasSubstr("apemu: ctl: adapter 0x0c exists\nctl=1\n"));
+  EXPECT_THAT(o.text, HasSubstr("apemu: ctl: adapter 0x0c exists: EEXIST (File exists)\nctl=1\n"));
   EXPECT_THAT(o.text, HasSubstr("600\n"));
   EXPECT_THAT(o.text, HasSubstr("serve=0\n0\n")); // clean exit, nothing left mounted
   ::rmdir(dir);
   ::unlink(out.c_str());
+}
+
+namespace {
+
+/// Runs `script` in a private mount namespace (so no test can leave a mount on the host) with
+/// $A (the apemu binary), $D and $E (fresh directories) and $S (a socket path) set, and the
+/// helper `start DIR SOCK LOG` that starts `apemu serve` in the background, waits for READY and
+/// leaves its pid in $pid.
+apemu::testing::Output serve_script(const std::string& script) {
+  char d[] = "/tmp/apemu-faults-XXXXXX";
+  char e[] = "/tmp/apemu-faults-XXXXXX";
+  if (!::mkdtemp(d) || !::mkdtemp(e)) return {};
+  const std::string body =
+      std::string("A=") + APEMU_BIN + "; D=" + d + "; E=" + e + "; S=" + d + ".sock\n" +
+      "start() { $A serve -m $1 --control $2 > $3 2>&1 & pid=$!; "
+      "for i in $(seq 200); do grep -q READY $3 && return 0; kill -0 $pid 2>/dev/null || return 1; "
+      "sleep 0.02; done; return 1; }\n" + script;
+  const std::string file = std::string(d) + ".sh";
+  std::ofstream(file) << body;
+  auto o = sh("unshare -m --propagation private bash " + file);
+  ::unlink(file.c_str());
+  ::rmdir(d);
+  ::rmdir(e);
+  ::unlink((std::string(d) + ".sock").c_str());
+  return o;
+}
+
+} // namespace
+
+// Issue 9 item 4: after SIGKILL the mount stays dead (ENOTCONN); a new serve on the same
+// directory detaches it and serves again.
+TEST(ApemuServe, RecoversTheDeadMountOfAKilledDaemon) {
+  REQUIRE_FACILITIES();
+  auto o = serve_script(
+      "start $D $S $D.log1 || { echo start1 failed; cat $D.log1; exit 1; }\n"
+      "kill -KILL $pid; wait $pid 2>/dev/null\n"
+      "stat $D >/dev/null 2>&1 || echo dead\n"
+      "start $D $S $D.log2 || { echo start2 failed; cat $D.log2; exit 1; }\n"
+      "cat $D/bus/ap/ap_domain; $A ctl -s $S show > /dev/null && echo ctl-ok\n"
+      "grep -o 'detached the dead FUSE mount' $D.log2\n"
+      "kill -TERM $pid; wait $pid; echo serve=$?; rm -f $D.log1 $D.log2\n");
+  EXPECT_EQ(o.text, "dead\n4\nctl-ok\ndetached the dead FUSE mount\nserve=0\n");
+}
+
+// A live mount point and a live control socket are refused with their errno; the first daemon
+// keeps serving; a path that is not a socket is never deleted.
+TEST(ApemuServe, RefusesALiveMountPointASocketInUseAndANonSocket) {
+  REQUIRE_FACILITIES();
+  auto o = serve_script(
+      "start $D $S $D.log || { cat $D.log; exit 1; }\n"
+      "$A serve -m $D --control $S.2 2>&1; echo second=$?\n"
+      "$A serve -m $E --control $S 2>&1; echo third=$?\n"
+      "echo precious > $E.file; $A serve -m $E --control $E.file 2>&1; echo fourth=$?; cat $E.file\n"
+      "cat $D/bus/ap/ap_domain; $A ctl -s $S show > /dev/null && echo ctl-ok\n"
+      "kill -TERM $pid; wait $pid; echo serve=$?; rm -f $D.log $E.file $S.2\n");
+  EXPECT_THAT(o.text, HasSubstr("apemu: serve: mountpoint " ));
+  EXPECT_THAT(o.text, HasSubstr("already has a mounted fuse.apemu filesystem: EBUSY (Device or "
+                                "resource busy)\nsecond=1\n"));
+  EXPECT_THAT(o.text, HasSubstr("another apemu serves the control socket"));
+  EXPECT_THAT(o.text, HasSubstr("EADDRINUSE (Address already in use)\nthird=1\n"));
+  EXPECT_THAT(o.text, HasSubstr("exists and is not a socket: EEXIST (File exists)\nfourth=1\n"
+                                "precious\n4\nctl-ok\nserve=0\n"));
+}
+
+// The mount taken away from outside ends the daemon with a message naming the errno.
+TEST(ApemuServe, ExitsWhenItsMountIsTakenAway) {
+  REQUIRE_FACILITIES();
+  auto o = serve_script(
+      "start $D $S $D.log || { cat $D.log; exit 1; }\n"
+      "umount $D; wait $pid; echo serve=$?; cat $D.log; rm -f $D.log\n"
+      "test -e $S || echo socket-gone\n");
+  EXPECT_THAT(o.text, HasSubstr("serve=1\n"));
+  EXPECT_THAT(o.text, HasSubstr("was taken away; exiting: ENOTCONN (Transport endpoint is not "
+                                "connected)\n"));
+  EXPECT_THAT(o.text, HasSubstr("socket-gone\n"));
 }

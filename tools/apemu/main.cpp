@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <chrono>
 #include <cstdio>
 
 #include "apemu/testbed/control.h"
@@ -15,8 +16,13 @@ using namespace apemu;
 
 namespace {
 
+/// "apemu: WHAT: CONTEXT: ENAME (strerror)": every failure names its errno.
 int fail(const Error& e, const std::string& what) {
-  fmt::print(stderr, "apemu: {}: {}\n", what, e.context.empty() ? e.describe() : e.context);
+  const Errno code(e.code);
+  if (e.context.empty())
+    fmt::print(stderr, "apemu: {}: {} ({})\n", what, code.name(), code.message());
+  else
+    fmt::print(stderr, "apemu: {}: {}: {} ({})\n", what, e.context, code.name(), code.message());
   return 1;
 }
 
@@ -88,8 +94,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> ctl_argv;
   std::string ctl_verb;
   std::string ctl_socket;
+  bool ctl_json = false;
+  double ctl_timeout = 30;
   auto* ctl_cmd = app.add_subcommand("ctl", "send a command to a running instance (see README)");
   ctl_cmd->add_option("--socket,-s", ctl_socket, "control socket (default $APEMU_CTL)");
+  ctl_cmd->add_flag("--json", ctl_json, "print the JSON reply line (docs/control.md)");
+  ctl_cmd->add_option("--timeout", ctl_timeout, "seconds to wait for the reply (default 30)")
+      ->check(CLI::PositiveNumber);
   ctl_cmd->add_option("VERB", ctl_verb,
                       "scan | show | tree [P] | dmesg | card ... | domain ... | guest ...")
       ->required();
@@ -119,10 +130,16 @@ int main(int argc, char** argv) {
   if (*ctl_cmd) {
     ctl_argv.push_back(ctl_verb);
     for (const auto& extra : ctl_cmd->remaining()) ctl_argv.push_back(extra);
-    auto r = testbed::ctl_request(ctl_socket.empty() ? testbed::default_control_socket() : ctl_socket,
-                                  ctl_argv);
+    const std::string path = ctl_socket.empty() ? testbed::default_control_socket() : ctl_socket;
+    const auto timeout = std::chrono::milliseconds(static_cast<long long>(ctl_timeout * 1000));
+    auto r = testbed::ctl_call(path, testbed::ControlRequest{ctl_argv, ctl_json}, timeout);
     if (!r) return fail(r.error(), "ctl");
-    std::fputs(r->c_str(), stdout);
+    if (ctl_json) {
+      std::fputs((r->raw + "\n").c_str(), stdout);
+      return r->ok ? 0 : 1;
+    }
+    if (!r->ok) return fail(Error(r->code, r->message), "ctl");
+    std::fputs(r->output.c_str(), stdout);
     return 0;
   }
 

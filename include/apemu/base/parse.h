@@ -32,8 +32,9 @@ Result<std::int64_t> kstrtoll(std::string_view s, unsigned base);
 /// second letter). Returns: EINVAL for anything else or empty input.
 Result<bool> kstrtobool(std::string_view s);
 
-/// sscanf("%i") (base 0) or sscanf("%d") (base 10) on a prefix: leading white space, an
-/// optional sign and at least one digit; anything after the number is ignored, as sscanf does.
+/// The kernel's sscanf("%i") (base 0) or sscanf("%d") (base 10) on a prefix: leading white
+/// space, an optional '-' (lib/vsprintf.c vsscanf rejects '+') and at least one digit;
+/// anything after the number is ignored, as sscanf does.
 /// Returns: EINVAL when no number could be converted.
 Result<long long> sscanf_int(std::string_view s, unsigned base);
 

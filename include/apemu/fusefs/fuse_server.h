@@ -27,6 +27,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -57,6 +58,10 @@ struct Options {
   bool readdirplus = true;
   /// libfuse request tracing on stderr (`-d`).
   bool debug = false;
+  /// Called once, on the session thread, when the kernel ends the session without unmount()
+  /// (`umount DIR` from outside, or the connection aborted). The server should then be
+  /// unmounted and destroyed by its owner; requests are no longer served.
+  std::function<void()> on_lost;
 };
 
 /// A mounted, running FUSE filesystem over one kernfs::Tree.

@@ -1,6 +1,10 @@
 // The control channel of a running instance (`apemu ctl`): a Unix stream socket (mode 0600)
-// taking one command line per connection and answering "OK\n<output>" or
-// "ERR <ERRNO-NAME> <message>\n".
+// speaking JSON lines (control_protocol.h, docs/control.md). The server serves many clients at
+// once from one poll loop; each client must send its request within a deadline and the request
+// must fit kMaxRequestBytes; only root and the socket's owner may run commands (SO_PEERCRED).
+// A command's reply is sent only after the tree changes it caused reached the kernel's caches
+// (the `after_command` hook), so a client that reads /sys right after `apemu ctl` returns sees
+// the change, as after a sysfs write.
 //
 // Verbs (each maps to a C++ call on the Testbed):
 //   scan                                  force an AP bus scan
@@ -21,40 +25,57 @@
 //                                         plus APCB write and config-change signal counts
 #pragma once
 
-#include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "apemu/base/result.h"
+#include "apemu/testbed/control_protocol.h"
 #include "apemu/testbed/testbed.h"
 
 namespace apemu::testbed {
 
-/// Runs one command. Returns: its output, or the errno of the failed operation (EINVAL for
-/// unknown verbs or bad arguments).
-Result<std::string> execute_command(Testbed& tb, const std::vector<std::string>& argv);
+/// Runs one command. Returns: its output (text, and JSON where the verb has a structured
+/// result), or the errno of the failed operation (EINVAL for unknown verbs or bad arguments).
+Result<CommandOutput> execute_command(Testbed& tb, const std::vector<std::string>& argv);
+
+struct ControlServerOptions {
+  std::string path;
+  /// A client must deliver its whole request, and take its whole reply, within this time.
+  std::chrono::milliseconds client_timeout{5000};
+  /// Connections served at once; more wait in the listen backlog.
+  unsigned max_clients = 64;
+  /// Runs after every command, without the machine lock: makes its effect visible (flushes
+  /// cache invalidations and uevents) before the reply goes out.
+  std::function<void()> after_command;
+};
 
 class ControlServer {
 public:
-  /// Binds `path` (replacing a stale socket), chmod 0600, and serves on a thread.
-  static Result<std::unique_ptr<ControlServer>> start(Testbed& tb, const std::string& path);
+  /// Binds `opt.path` with mode 0600 and serves on a thread. Returns: EADDRINUSE when a live
+  /// server answers on that path, EEXIST when the path exists and is not a socket (nothing is
+  /// deleted then), ENAMETOOLONG, or the errno of socket/bind/listen. A stale socket (nobody
+  /// listening) is replaced.
+  static Result<std::unique_ptr<ControlServer>> start(Testbed& tb, ControlServerOptions opt);
   ~ControlServer();
 
+  struct Impl;
+
 private:
-  ControlServer() = default;
-  void serve();
-  Testbed* m_tb = nullptr;
-  std::string m_path;
-  int m_fd = -1;
-  int m_wake[2] = {-1, -1};
-  std::thread m_thread;
+  explicit ControlServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> m_impl;
 };
 
-/// Client side: sends argv to the socket at `path`. Returns: the command's output, or the
-/// remote errno with its message as context; connection errors as their errno.
-Result<std::string> ctl_request(const std::string& path, const std::vector<std::string>& argv);
+/// Client side: sends argv to the socket at `path` and waits at most `timeout` for the reply.
+/// Returns: the reply (its output, or the remote errno with its message); connection errors as
+/// their errno (ETIMEDOUT when the server does not answer in time).
+Result<ControlReply> ctl_call(const std::string& path, const ControlRequest& req,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(30));
+/// ctl_call for text: the output, or the remote errno with its message as context.
+Result<std::string> ctl_request(const std::string& path, const std::vector<std::string>& argv,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 /// The default socket path: $APEMU_CTL if set, else /run/apemu/ctl.sock.
 std::string default_control_socket();

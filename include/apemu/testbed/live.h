@@ -4,6 +4,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,9 @@ struct LiveOptions {
   /// Rescan the AP bus every `config_time` seconds (the kernel's ap_config_timer), so that
   /// e.g. queue `config` follows a card `config` write as on a real system.
   bool periodic_scan = true;
+  /// Called (on a FUSE thread) when the mount is taken away from outside (see
+  /// fusefs::Options::on_lost).
+  std::function<void()> on_mount_lost;
 };
 
 class LiveSession {

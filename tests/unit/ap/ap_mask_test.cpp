@@ -31,7 +31,7 @@ TEST(ApMask, AbsoluteStartsFromZeroAndFillsMsbFirst) {
   ASSERT_THAT(m, IsOk());
   EXPECT_EQ(m->list(), "0-7");
   EXPECT_EQ(parse_ap_mask("x8\n", Mask256{})->list(), "0");
-  EXPECT_EQ(parse_ap_mask("0X0001", Mask256{})->list(), "15");
+  EXPECT_EQ(parse_ap_mask("0x0001", Mask256{})->list(), "15");
   EXPECT_EQ(parse_ap_mask("0x" + std::string(64, 'f') + "\n", Mask256{})->all_set(), true);
   // Quirk: zero digits are accepted and give an all-zero mask.
   EXPECT_TRUE(parse_ap_mask("0x\n", Mask256::all())->none());
@@ -46,6 +46,16 @@ TEST(ApMask, AbsoluteRejectsTrailingGarbageAndTooManyDigits) {
   EXPECT_THAT(parse_ap_mask("0xff ", Mask256{}), FailsWith(EINVAL));
   EXPECT_THAT(parse_ap_mask("garbage", Mask256{}), FailsWith(EINVAL));
   EXPECT_THAT(parse_ap_mask(" 0xff", Mask256{}), FailsWith(EINVAL));
+}
+
+// ap-bus.md §2.2: the absolute prefix is "0x" or "x" in lower case only (hex2bitmap); "0X" or
+// "X" leaves a non-hex character, so the write fails and nothing changes (issue 9 item 6).
+TEST(ApMask, AbsoluteRejectsUpperCasePrefix) {
+  EXPECT_THAT(parse_ap_mask("0X", Mask256::all()), FailsWith(EINVAL));
+  EXPECT_THAT(parse_ap_mask("0X0001", Mask256{}), FailsWith(EINVAL));
+  EXPECT_THAT(parse_ap_mask("X8\n", Mask256{}), FailsWith(EINVAL));
+  // Relative terms go through simple_strtoul, whose radix detection is case-insensitive.
+  EXPECT_EQ(parse_ap_mask("+0X10", Mask256{})->list(), "16");
 }
 
 TEST(ApMask, RelativeEditsTheCurrentMaskLeftToRight) {

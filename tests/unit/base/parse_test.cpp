@@ -44,6 +44,19 @@ TEST(Kstrtobool, KernelSpellings) {
   for (auto s : {"", "2", "o", "x", "\n"}) EXPECT_THAT(kstrtobool(s), FailsWith(EINVAL)) << s;
 }
 
+// lib/vsprintf.c vsscanf: a signed conversion takes '-' but not '+', and skips leading blanks
+// (issue 9 item 6: ap_domain, config_time, config and online stores).
+TEST(SscanfInt, RejectsPlusAcceptsMinusAndIgnoresTheRest) {
+  EXPECT_THAT(sscanf_int("+1", 10), FailsWith(EINVAL));
+  EXPECT_THAT(sscanf_int("+0x5", 0), FailsWith(EINVAL));
+  EXPECT_THAT(sscanf_int("-1", 10), IsOkAndHolds(-1));
+  EXPECT_THAT(sscanf_int("  7xyz", 10), IsOkAndHolds(7));
+  EXPECT_THAT(sscanf_int("0x1f\n", 0), IsOkAndHolds(31));
+  EXPECT_THAT(sscanf_int("010", 0), IsOkAndHolds(8));
+  EXPECT_THAT(sscanf_int("", 10), FailsWith(EINVAL));
+  EXPECT_THAT(sscanf_int("x", 10), FailsWith(EINVAL));
+}
+
 TEST(SysfsStreq, OneTrailingNewlineOnEitherSide) {
   EXPECT_TRUE(sysfs_streq("card05", "card05\n"));
   EXPECT_TRUE(sysfs_streq("card05\n", "card05"));

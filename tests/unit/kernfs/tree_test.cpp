@@ -209,6 +209,21 @@ TEST(KernfsOpenFile, EachWriteIsOneStoreAndErrnoPassesThrough) {
   EXPECT_EQ(c.stores[2].size(), kPageSize);
 }
 
+// The kernel's store gets a C string: an embedded NUL ends the value, the write still consumes
+// every byte (issue 9 item 6).
+TEST(KernfsOpenFile, EmbeddedNulEndsTheStoredValue) {
+  Tree t;
+  auto lk = t.lock();
+  Counter c;
+  auto a = *t.create_attr(*t.root(), "v", 0200, counter_ops(c));
+  auto f = *OpenFile::open(a, false, true);
+  EXPECT_THAT(f.write(std::string_view("1\0junk", 6)), IsOkAndHolds(6u));
+  EXPECT_THAT(f.write(std::string_view("\0abc", 4)), IsOkAndHolds(4u));
+  ASSERT_EQ(c.stores.size(), 2u);
+  EXPECT_EQ(c.stores[0], "1");
+  EXPECT_EQ(c.stores[1], "");
+}
+
 TEST(KernfsTree, ListenerSeesAddsRemovesAndRenames) {
   Tree t;
   std::vector<std::string> seen;

@@ -13,7 +13,10 @@ TEST_F(VfioApTest, CtlGuestStartShowStop) {
   release_adapters("-5,-6");
   create(kU1);
   assign(kU1, {"5", "6"}, {"4", "5"}, {"0x20"});
-  auto run = [&](std::vector<std::string> argv) { return testbed::execute_command(*tb, argv); };
+  auto run = [&](std::vector<std::string> argv) -> Result<std::string> {
+    APEMU_TRY(auto out, testbed::execute_command(*tb, argv));
+    return out.text;
+  };
   EXPECT_THAT(run({"guest", "start"}), FailsWith(EINVAL));
   EXPECT_THAT(run({"guest", "start", "--mdev", kU2}), FailsWith(ENODEV));
   EXPECT_THAT(run({"guest", "start", "--mdev", kU1, "--bogus", "x"}), FailsWith(EINVAL));

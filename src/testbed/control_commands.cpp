@@ -1,17 +1,7 @@
+// The verbs of `apemu ctl` (see control.h): each maps to a C++ call on the Testbed.
 #include "apemu/testbed/control.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cstring>
-#include <filesystem>
 #include <map>
-#include <sstream>
 
 #include "apemu/base/parse.h"
 #include "apemu/testbed/show.h"
@@ -141,10 +131,9 @@ Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a
   return Error(EINVAL, "unknown guest verb '" + a[1] + "'");
 }
 
-} // namespace
-
-Result<std::string> execute_command(Testbed& tb, const std::vector<std::string>& a) {
+Result<std::string> execute_text(Testbed& tb, const std::vector<std::string>& a) {
   if (a.empty()) return Error(EINVAL, "empty command");
+  auto lk = tb.core().lock(); // an entry point: the whole command runs under the machine lock
   const std::string& verb = a[0];
   if (verb == "tree") return tb.dump(a.size() > 1 ? a[1] : "/");
   if (verb == "dmesg") {
@@ -172,130 +161,11 @@ Result<std::string> execute_command(Testbed& tb, const std::vector<std::string>&
   return Error(EINVAL, "unknown verb '" + verb + "'");
 }
 
-// ---- wire format: argv joined by '\0', terminated by "\n\0"? keep it simple: one line of
-// NUL-separated words, the request ends when the client shuts down its write side.
+} // namespace
 
-Result<std::unique_ptr<ControlServer>> ControlServer::start(Testbed& tb, const std::string& path) {
-  std::unique_ptr<ControlServer> s(new ControlServer());
-  s->m_tb = &tb;
-  s->m_path = path;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Error(ENAMETOOLONG, path);
-  std::strcpy(addr.sun_path, path.c_str());
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  ::unlink(path.c_str());
-  s->m_fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s->m_fd < 0) return Error(errno, "socket");
-  const mode_t old = ::umask(0177); // the socket is created 0600
-  const int rc = ::bind(s->m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::umask(old);
-  if (rc != 0) return Error(errno, "bind " + path);
-  ::chmod(path.c_str(), 0600);
-  if (::listen(s->m_fd, 16) != 0) return Error(errno, "listen");
-  if (::pipe2(s->m_wake, O_CLOEXEC) != 0) return Error(errno, "pipe");
-  s->m_thread = std::thread([p = s.get()] { p->serve(); });
-  return s;
-}
-
-ControlServer::~ControlServer() {
-  if (m_wake[1] >= 0) (void)!::write(m_wake[1], "x", 1);
-  if (m_thread.joinable()) m_thread.join();
-  for (int fd : {m_fd, m_wake[0], m_wake[1]})
-    if (fd >= 0) ::close(fd);
-  if (!m_path.empty()) ::unlink(m_path.c_str());
-}
-
-static std::string read_all(int fd) {
-  std::string data;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<std::size_t>(n));
-  }
-  return data;
-}
-
-static void write_all(int fd, const std::string& s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    off += static_cast<std::size_t>(n);
-  }
-}
-
-void ControlServer::serve() {
-  for (;;) {
-    pollfd fds[2] = {{m_fd, POLLIN, 0}, {m_wake[0], POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents) return;
-    int c = ::accept4(m_fd, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    // A client that never finishes its request must not block shutdown for long.
-    const timeval tv{5, 0};
-    ::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    const std::string req = read_all(c);
-    std::vector<std::string> argv;
-    std::size_t start = 0;
-    while (start < req.size()) {
-      auto end = req.find('\0', start);
-      if (end == std::string::npos) end = req.size();
-      argv.push_back(req.substr(start, end - start));
-      start = end + 1;
-    }
-    auto r = execute_command(*m_tb, argv);
-    if (r) write_all(c, "OK\n" + *r);
-    else write_all(c, "ERR " + r.error().errno_value().name() + " " + r.error().context + "\n");
-    ::close(c);
-  }
-}
-
-Result<std::string> ctl_request(const std::string& path, const std::vector<std::string>& argv) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Error(ENAMETOOLONG, path);
-  std::strcpy(addr.sun_path, path.c_str());
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Error(errno, "socket");
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    int e = errno;
-    ::close(fd);
-    return Error(e, "connect " + path);
-  }
-  std::string req;
-  for (std::size_t i = 0; i < argv.size(); ++i) {
-    if (i) req += '\0';
-    req += argv[i];
-  }
-  write_all(fd, req);
-  ::shutdown(fd, SHUT_WR);
-  const std::string resp = read_all(fd);
-  ::close(fd);
-  if (resp.rfind("OK\n", 0) == 0) return resp.substr(3);
-  if (resp.rfind("ERR ", 0) == 0) {
-    auto sp = resp.find(' ', 4);
-    const std::string name = resp.substr(4, sp == std::string::npos ? std::string::npos : sp - 4);
-    int code = EIO;
-    for (int e = 1; e < 200; ++e)
-      if (Errno(e).name() == name) code = e;
-    std::string msg = sp == std::string::npos ? "" : resp.substr(sp + 1);
-    if (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    return Error(code, msg.empty() ? name : msg);
-  }
-  return Error(EPROTO, "malformed reply");
-}
-
-std::string default_control_socket() {
-  if (const char* p = std::getenv("APEMU_CTL")) return p;
-  return "/run/apemu/ctl.sock";
+Result<CommandOutput> execute_command(Testbed& tb, const std::vector<std::string>& a) {
+  APEMU_TRY(std::string text, execute_text(tb, a));
+  return CommandOutput{std::move(text), {}};
 }
 
 } // namespace apemu::testbed
