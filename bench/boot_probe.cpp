@@ -29,8 +29,12 @@ int main(int argc, char** argv) {
   auto tb = testbed::Testbed::create(std::move(opt));
   if (!tb) return 1;
   const auto t2 = Clock::now();
-  const auto nodes = (*tb)->core().tree().node_count();
-  const auto queues = (*tb)->ap_bus()->queue_count();
+  std::size_t nodes, queues;
+  {
+    auto g = (*tb)->lock();
+    nodes = (*tb)->core().tree().node_count();
+    queues = (*tb)->ap_bus()->queue_count();
+  }
   tb->reset();
   const auto t3 = Clock::now();
   rusage ru{};

@@ -26,6 +26,7 @@ const core::DeviceAttributeGroup kGroups[] = {{"", kAttrs, nullptr}};
 
 struct Machine {
   Machine() {
+    auto g = core.lock();
     bus = *core.bus_register({.name = "ap"});
     core::DriverOps ops;
     ops.name = "drv";
@@ -48,8 +49,13 @@ void BM_DeviceAddDel(benchmark::State& state) {
   Machine m;
   std::size_t i = 0;
   for (auto _ : state) {
+    // Two entry points, as two sysfs writes or control commands would be.
     auto d = m.make("dev" + std::to_string(i++));
-    if (!m.core.device_add(*d)) state.SkipWithError("add failed");
+    {
+      auto g = m.core.lock();
+      if (!m.core.device_add(*d)) state.SkipWithError("add failed");
+    }
+    auto g = m.core.lock();
     m.core.device_unregister(std::move(d));
   }
   state.counters["events/iter"] =
@@ -68,10 +74,14 @@ void BM_DeviceAddMany(benchmark::State& state) {
     state.ResumeTiming();
     for (std::size_t i = 0; i < n; ++i) {
       devs.push_back(m.make("d" + std::to_string(i)));
+      auto g = m.core.lock();
       (void)m.core.device_add(*devs.back());
     }
     state.PauseTiming();
-    for (auto it = devs.rbegin(); it != devs.rend(); ++it) m.core.device_unregister(std::move(*it));
+    {
+      auto g = m.core.lock();
+      for (auto it = devs.rbegin(); it != devs.rend(); ++it) m.core.device_unregister(std::move(*it));
+    }
     state.ResumeTiming();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * n));
@@ -80,9 +90,9 @@ BENCHMARK(BM_DeviceAddMany)->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond
 
 void BM_AttrShow(benchmark::State& state) {
   Machine m;
+  auto lk = m.core.lock();
   auto d = m.make("dev0");
   (void)m.core.device_add(*d);
-  auto lk = m.core.lock();
   auto node = m.core.tree().resolve("/devices/dev0/type");
   for (auto _ : state) {
     auto f = kernfs::OpenFile::open(node, true, false);
@@ -94,9 +104,9 @@ BENCHMARK(BM_AttrShow);
 
 void BM_AttrStore(benchmark::State& state) {
   Machine m;
+  auto lk = m.core.lock();
   auto d = m.make("dev0");
   (void)m.core.device_add(*d);
-  auto lk = m.core.lock();
   auto node = m.core.tree().resolve("/devices/dev0/online");
   auto f = kernfs::OpenFile::open(node, false, true);
   for (auto _ : state) {
@@ -108,9 +118,9 @@ BENCHMARK(BM_AttrStore);
 
 void BM_UeventFileShow(benchmark::State& state) {
   Machine m;
+  auto lk = m.core.lock();
   auto d = m.make("dev0");
   (void)m.core.device_add(*d);
-  auto lk = m.core.lock();
   auto node = m.core.tree().resolve("/devices/dev0/uevent");
   for (auto _ : state) {
     auto f = kernfs::OpenFile::open(node, true, false);

@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
   // ---- the model ----
   core::Core core;
   auto t0 = Clock::now();
+  auto setup = core.lock(); // the build is one entry point; released before the mount
   auto bus = core.bus_register({.name = "foo"});
   if (!bus) {
     std::fprintf(stderr, "bus_register: %s\n", bus.error().describe().c_str());
@@ -212,11 +213,8 @@ int main(int argc, char** argv) {
     }
     devs.push_back(std::move(d));
   }
-  std::size_t nodes;
-  {
-    auto lk = core.lock();
-    nodes = core.tree().node_count();
-  }
+  const std::size_t nodes = core.tree().node_count();
+  setup.unlock();
   std::printf("tree: %d devices, %zu nodes, built in %.2f s\n", ndev, nodes,
               std::chrono::duration<double>(Clock::now() - t0).count());
 
@@ -234,9 +232,12 @@ int main(int argc, char** argv) {
     std::printf("note: could not mount a tmpfs (%s); exporting into %s as it is\n",
                 std::strerror(errno), tmpfs_dir.c_str());
   t0 = Clock::now();
-  if (auto r = kernfs::export_tree(core.tree(), tmpfs_dir); !r) {
-    std::fprintf(stderr, "export_tree: %s\n", r.error().describe().c_str());
-    return 1;
+  {
+    auto g = core.lock();
+    if (auto r = kernfs::export_tree(core.tree(), tmpfs_dir); !r) {
+      std::fprintf(stderr, "export_tree: %s\n", r.error().describe().c_str());
+      return 1;
+    }
   }
   std::printf("export to tmpfs: %.2f s\n", std::chrono::duration<double>(Clock::now() - t0).count());
 
@@ -293,6 +294,7 @@ int main(int argc, char** argv) {
   if (!tmpfs_mounted) std::printf("note: %s left behind (not a tmpfs)\n", tmpfs_dir.c_str());
   ::rmdir(fuse_dir.c_str());
   if (tmpfs_mounted) ::rmdir(tmpfs_dir.c_str());
+  auto g = core.lock();
   for (auto& d : devs) core.device_unregister(std::move(d));
   return 0;
 }

@@ -45,6 +45,7 @@ struct Machine {
     testbed::Options opt;
     opt.topology = std::move(*topo);
     tb = std::move(*testbed::Testbed::create(std::move(opt)));
+    auto g = tb->lock();
     vfio = tb->vfio_ap();
     for (unsigned i = 0; i < kMdevs; ++i) {
       auto* m = *vfio->create_mdev(uuid_for(i));
@@ -70,8 +71,16 @@ void BM_AssignUnassignAdapter(benchmark::State& state) {
   unsigned k = 0;
   for (auto _ : state) {
     auto& md = *m.mdevs[k];
-    if (!m.vfio->unassign_adapter(md, m.ids[k]) || !m.vfio->assign_adapter(md, m.ids[k]))
-      state.SkipWithError("store failed");
+    bool ok;
+    { // each C++ call is an entry point, as each sysfs write is
+      auto g = m.tb->lock();
+      ok = m.vfio->unassign_adapter(md, m.ids[k]).has_value();
+    }
+    {
+      auto g = m.tb->lock();
+      ok = m.vfio->assign_adapter(md, m.ids[k]).has_value() && ok;
+    }
+    if (!ok) state.SkipWithError("store failed");
     k = (k + 1) % kMdevs;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
@@ -86,8 +95,16 @@ void BM_AssignUnassignDomain(benchmark::State& state) {
   for (auto _ : state) {
     auto& md = *m.mdevs[k];
     const std::string& d = doms[k % doms.size()];
-    if (!m.vfio->assign_domain(md, d) || !m.vfio->unassign_domain(md, d))
-      state.SkipWithError("store failed");
+    bool ok;
+    {
+      auto g = m.tb->lock();
+      ok = m.vfio->assign_domain(md, d).has_value();
+    }
+    {
+      auto g = m.tb->lock();
+      ok = m.vfio->unassign_domain(md, d).has_value() && ok;
+    }
+    if (!ok) state.SkipWithError("store failed");
     k = (k + 1) % kMdevs;
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
@@ -130,15 +147,29 @@ BENCHMARK(BM_AssignUnassignAdapterThroughKernfs);
 void BM_AssignUnassignAdapterWithGuests(benchmark::State& state) {
   // Every mdev attached to its own guest: each operation is a hot plug or unplug.
   Machine& m = machine();
-  for (auto* md : m.mdevs) (void)m.vfio->guest_start(*md);
+  {
+    auto g = m.tb->lock();
+    for (auto* md : m.mdevs) (void)m.vfio->guest_start(*md);
+  }
   unsigned k = 0;
   for (auto _ : state) {
     auto& md = *m.mdevs[k];
-    if (!m.vfio->unassign_adapter(md, m.ids[k]) || !m.vfio->assign_adapter(md, m.ids[k]))
-      state.SkipWithError("store failed");
+    bool ok;
+    { // each C++ call is an entry point, as each sysfs write is
+      auto g = m.tb->lock();
+      ok = m.vfio->unassign_adapter(md, m.ids[k]).has_value();
+    }
+    {
+      auto g = m.tb->lock();
+      ok = m.vfio->assign_adapter(md, m.ids[k]).has_value() && ok;
+    }
+    if (!ok) state.SkipWithError("store failed");
     k = (k + 1) % kMdevs;
   }
-  for (auto* md : m.mdevs) (void)m.vfio->guest_stop(*md);
+  {
+    auto g = m.tb->lock();
+    for (auto* md : m.mdevs) (void)m.vfio->guest_stop(*md);
+  }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
 }
 BENCHMARK(BM_AssignUnassignAdapterWithGuests);
@@ -157,11 +188,13 @@ void BM_ApConfigReplace(benchmark::State& state) {
   }
   unsigned k = 0, flip = 0;
   for (auto _ : state) {
+    auto g = m.tb->lock();
     if (!m.vfio->ap_config_store(*m.mdevs[k], cfg[k][flip])) state.SkipWithError("store failed");
     k = (k + 1) % kMdevs;
     if (k == 0) flip ^= 1;
   }
   // Leave every mdev with domains 0-3.
+  auto g = m.tb->lock();
   for (unsigned i = 0; i < kMdevs; ++i) (void)m.vfio->ap_config_store(*m.mdevs[i], cfg[i][0]);
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
 }

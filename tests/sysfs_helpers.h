@@ -1,5 +1,6 @@
 // Test helpers that use the kernfs tree the way a sysfs client would: open with the access
-// mode, one write per value, readlink text.
+// mode, one write per value, readlink text. The test is the entry point: it holds the machine
+// lock (the fixtures take it in SetUp), and these helpers assert that.
 #pragma once
 
 #include <string>
@@ -13,7 +14,7 @@ namespace apemu::testing {
 
 inline Result<std::size_t> sysfs_write(core::Core& core, std::string_view path,
                                        std::string_view text) {
-  auto lk = core.lock();
+  core.held();
   auto node = core.tree().resolve(path);
   if (!node) return Error(ENOENT);
   APEMU_TRY(auto f, kernfs::OpenFile::open(node, false, true));
@@ -21,7 +22,7 @@ inline Result<std::size_t> sysfs_write(core::Core& core, std::string_view path,
 }
 
 inline Result<std::string> sysfs_read(core::Core& core, std::string_view path) {
-  auto lk = core.lock();
+  core.held();
   auto node = core.tree().resolve(path);
   if (!node) return Error(ENOENT);
   APEMU_TRY(auto f, kernfs::OpenFile::open(node, true, false));
@@ -29,7 +30,7 @@ inline Result<std::string> sysfs_read(core::Core& core, std::string_view path) {
 }
 
 inline Result<std::string> sysfs_readlink(core::Core& core, std::string_view path) {
-  auto lk = core.lock();
+  core.held();
   auto node = core.tree().resolve(std::string(path).substr(0, path.rfind('/')));
   if (!node || node->type() != kernfs::NodeType::Dir) return Error(ENOENT);
   auto l = static_cast<kernfs::Dir&>(*node).find(path.substr(path.rfind('/') + 1));
@@ -39,7 +40,7 @@ inline Result<std::string> sysfs_readlink(core::Core& core, std::string_view pat
 }
 
 inline bool sysfs_exists(core::Core& core, std::string_view path) {
-  auto lk = core.lock();
+  core.held();
   auto dir = core.tree().resolve(std::string(path).substr(0, path.rfind('/')));
   if (!dir || dir->type() != kernfs::NodeType::Dir) return false;
   return static_cast<kernfs::Dir&>(*dir).find(path.substr(path.rfind('/') + 1)) != nullptr;

@@ -49,8 +49,7 @@ struct ApBusAttrs {
   static Result<void> config_time_store(Bus& b, std::string_view t) {
     APEMU_TRY(long long v, sscanf_int(t, 10));
     if (v < 5 || v > 120) return Error(EINVAL);
-    ap_of(b).knobs().config_time = static_cast<int>(v);
-    ++ap_of(b).knobs().config_time_writes;
+    ap_of(b).set_config_time(static_cast<int>(v));
     return {};
   }
   static Result<std::string> poll_thread_show(Bus& b) {

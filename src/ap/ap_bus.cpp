@@ -63,7 +63,7 @@ void ApQueue::count_request() {
 
 Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
                                              const ApBusOptions& opt) {
-  auto lk = core.lock();
+  core.held();
   std::unique_ptr<ApBus> ap(new ApBus(core, hw));
   // Kernel parameters: a given mask starts from all-zero; a parse error leaves it all-zero.
   if (opt.apmask) ap->m_apmask = parse_ap_mask(*opt.apmask, Mask256{}).value_or(Mask256{});
@@ -90,11 +90,32 @@ Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
     ap->m_ap_domain = d;
   }
   ap->scan();
+  ap->arm_config_timer();
   return ap;
 }
 
+void ApBus::arm_config_timer() {
+  Runtime& rt = m_core->runtime();
+  if (m_config_timer) rt.cancel(m_config_timer);
+  m_config_timer = rt.call_after(
+      std::chrono::seconds(m_knobs.config_time),
+      [this] {
+        m_config_timer = 0;
+        scan();
+        arm_config_timer();
+      },
+      "ap_config_timer");
+}
+
+void ApBus::set_config_time(int seconds) {
+  m_core->held();
+  m_knobs.config_time = seconds;
+  arm_config_timer();
+}
+
 ApBus::~ApBus() {
-  auto lk = m_core->lock();
+  m_core->held();
+  if (m_config_timer) m_core->runtime().cancel(m_config_timer);
   // Highest card first: removal from the tail of the large /sys/bus/ap/devices stays cheap.
   for (unsigned id = kMaxApIds; id-- > 0;) remove_card(id);
   while (!m_drivers.empty()) unregister_driver(m_drivers.back().first);
@@ -143,7 +164,7 @@ std::size_t ApBus::bound_queue_count() const {
 // ---- drivers and the binding policy -----------------------------------------------------------
 
 Result<core::Driver*> ApBus::register_driver(ApDriverOps ops) {
-  auto lk = m_core->lock();
+  m_core->held();
   // The AP flags must be known before the core attaches devices in driver_register.
   m_drivers.emplace_back(nullptr, ops);
   const std::size_t slot = m_drivers.size() - 1;
@@ -158,7 +179,7 @@ Result<core::Driver*> ApBus::register_driver(ApDriverOps ops) {
 }
 
 void ApBus::unregister_driver(core::Driver* drv) {
-  auto lk = m_core->lock();
+  m_core->held();
   auto it = std::find_if(m_drivers.begin(), m_drivers.end(),
                          [&](const auto& e) { return e.first == drv; });
   if (it == m_drivers.end()) return;
@@ -346,7 +367,7 @@ void ApBus::scan_adapter(unsigned apid) {
 }
 
 void ApBus::scan() {
-  auto lk = m_core->lock();
+  m_core->held();
   const Qci& now = m_hw->qci();
   const bool changed = !(now.apm == m_qci.apm && now.aqm == m_qci.aqm && now.adm == m_qci.adm);
   if (changed) {
@@ -392,14 +413,14 @@ void ApBus::check_bindings_complete() {
 // ---- masks ------------------------------------------------------------------------------------
 
 Result<void> ApBus::store_apmask(std::string_view text) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (m_override_count > 0) return Error(EINVAL, "a queue has a driver_override");
   APEMU_TRY(Mask256 next, parse_ap_mask(text, m_apmask));
   return commit_mask(true, next);
 }
 
 Result<void> ApBus::store_aqmask(std::string_view text) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (m_override_count > 0) return Error(EINVAL, "a queue has a driver_override");
   APEMU_TRY(Mask256 next, parse_ap_mask(text, m_aqmask));
   return commit_mask(false, next);
@@ -446,7 +467,7 @@ void ApBus::revise_bindings() {
 }
 
 Result<void> ApBus::set_ap_domain(int domain) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (domain < 0 || domain > static_cast<int>(max_domain_id()) ||
       !m_aqmask.test(static_cast<unsigned>(domain)))
     return Error(EINVAL);
@@ -457,7 +478,7 @@ Result<void> ApBus::set_ap_domain(int domain) {
 // ---- configuration changes --------------------------------------------------------------------
 
 Result<void> ApBus::sclp_configure(unsigned apid, bool on) {
-  auto lk = m_core->lock();
+  m_core->held();
   ApCard* card = apid < kMaxApIds ? m_cards[apid].get() : nullptr;
   Adapter* a = m_hw->adapter(apid);
   if (!card || !a) return Error(ENODEV);
@@ -468,7 +489,7 @@ Result<void> ApBus::sclp_configure(unsigned apid, bool on) {
 }
 
 Result<void> ApBus::set_checkstop(unsigned apid, bool on) {
-  auto lk = m_core->lock();
+  m_core->held();
   Adapter* a = m_hw->adapter(apid);
   if (!a) return Error(ENODEV);
   a->chkstop = on;
@@ -476,21 +497,21 @@ Result<void> ApBus::set_checkstop(unsigned apid, bool on) {
 }
 
 Result<void> ApBus::hotplug_adapter(Adapter a) {
-  auto lk = m_core->lock();
+  m_core->held();
   APEMU_TRY_VOID(m_hw->add_adapter(std::move(a)));
   scan();
   return {};
 }
 
 Result<void> ApBus::hotunplug_adapter(unsigned apid) {
-  auto lk = m_core->lock();
+  m_core->held();
   APEMU_TRY_VOID(m_hw->remove_adapter(apid));
   scan();
   return {};
 }
 
 Result<void> ApBus::set_qci_domain(Mask256 Qci::*mask, unsigned apqi, bool on) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (apqi > m_hw->qci().nd) return Error(ERANGE);
   (m_hw->qci().*mask).set(apqi, on);
   scan();

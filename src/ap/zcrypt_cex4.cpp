@@ -156,7 +156,7 @@ static bool bound_to_zcrypt(const ApQueue& q) {
 
 Result<void> Zcrypt::set_card_online(ApCard& card, bool on) {
   core::Core& core = card.ap_bus().core();
-  auto lk = core.lock();
+  core.held();
   if (on && (!card.config() || card.chkstop())) return Error(ENODEV);
   card.m_soft_online = on;
   (void)core.device_uevent(card, Action::Change, {{"ONLINE", on ? "1" : "0"}});
@@ -172,7 +172,7 @@ Result<void> Zcrypt::set_card_online(ApCard& card, bool on) {
 
 Result<void> Zcrypt::set_queue_online(ApQueue& q, bool on) {
   core::Core& core = q.card().ap_bus().core();
-  auto lk = core.lock();
+  core.held();
   if (on && (!q.config() || q.chkstop() || !q.card().config() || q.card().chkstop()))
     return Error(ENODEV);
   if (on && !q.card().soft_online()) return Error(EINVAL);

@@ -1,6 +1,7 @@
 #include "apemu/base/parse.h"
 
 #include <cctype>
+#include <cstdio>
 #include <limits>
 
 namespace apemu {
@@ -113,6 +114,52 @@ Result<long long> sscanf_int(std::string_view s, unsigned base) {
   }
   if (i == start) return Error(EINVAL);
   return neg ? -v : v;
+}
+
+Result<std::chrono::nanoseconds> parse_duration(std::string_view s) {
+  std::size_t i = 0;
+  std::uint64_t whole = 0, frac = 0, frac_scale = 1;
+  const std::size_t start = i;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+    if (whole > 1'000'000'000'000ull) return Error(ERANGE);
+    whole = whole * 10 + static_cast<unsigned>(s[i] - '0');
+  }
+  bool digits = i > start;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+      digits = true;
+      if (frac_scale < 1'000'000'000ull) {
+        frac = frac * 10 + static_cast<unsigned>(s[i] - '0');
+        frac_scale *= 10;
+      }
+    }
+  }
+  if (!digits) return Error(EINVAL, "expected a number in '" + std::string(s) + "'");
+  const std::string_view unit = s.substr(i);
+  std::uint64_t ns_per;
+  if (unit.empty() || unit == "s") ns_per = 1'000'000'000ull;
+  else if (unit == "ms") ns_per = 1'000'000ull;
+  else if (unit == "us") ns_per = 1'000ull;
+  else if (unit == "ns") ns_per = 1;
+  else if (unit == "m") ns_per = 60'000'000'000ull;
+  else if (unit == "h") ns_per = 3'600'000'000'000ull;
+  else return Error(EINVAL, "unknown unit '" + std::string(unit) + "' (ns, us, ms, s, m, h)");
+  const long double total = static_cast<long double>(whole) * ns_per +
+                            static_cast<long double>(frac) * ns_per / frac_scale;
+  if (total > 100.0L * 86400 * 1e9) return Error(ERANGE, "more than 100 days");
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(total));
+}
+
+std::string format_duration(std::chrono::nanoseconds d) {
+  const auto ns = d.count();
+  char b[48];
+  if (ns % 1'000'000'000 == 0) std::snprintf(b, sizeof b, "%llds", static_cast<long long>(ns / 1'000'000'000));
+  else if (ns >= 1'000'000'000) std::snprintf(b, sizeof b, "%.9gs", static_cast<double>(ns) / 1e9);
+  else if (ns % 1'000'000 == 0) std::snprintf(b, sizeof b, "%lldms", static_cast<long long>(ns / 1'000'000));
+  else if (ns % 1'000 == 0) std::snprintf(b, sizeof b, "%lldus", static_cast<long long>(ns / 1'000));
+  else std::snprintf(b, sizeof b, "%lldns", static_cast<long long>(ns));
+  return b;
 }
 
 bool sysfs_streq(std::string_view a, std::string_view b) {

@@ -103,7 +103,7 @@ static Result<void> create_object_attrs(kernfs::Tree& tree, kernfs::Dir& dir,
 // ---- buses ------------------------------------------------------------------------------------
 
 Result<Bus*> Core::bus_register(BusType type) {
-  auto lk = lock();
+  held();
   if (type.name.empty() || type.name.find('/') != std::string::npos) return Error(EINVAL);
   if (m_bus_dir->find(type.name)) return Error(EEXIST, "bus " + type.name + " exists");
   auto bus = std::make_unique<Bus>(Bus::Key{}, *this, std::move(type));
@@ -124,7 +124,7 @@ Result<Bus*> Core::bus_register(BusType type) {
 }
 
 void Core::bus_unregister(Bus& bus) {
-  auto lk = lock();
+  held();
   APEMU_ASSERT(bus.m_devices.empty() && bus.m_drivers.empty());
   const std::string path = "/bus/" + bus.name();
   m_tree.remove(*bus.m_dir);
@@ -136,14 +136,14 @@ void Core::bus_unregister(Bus& bus) {
 }
 
 Bus* Core::find_bus(std::string_view name) const {
-  auto lk = lock();
+  held();
   for (const auto& b : m_buses)
     if (b->name() == name) return b.get();
   return nullptr;
 }
 
 std::vector<Bus*> Core::buses() const {
-  auto lk = lock();
+  held();
   std::vector<Bus*> out;
   for (const auto& b : m_buses) out.push_back(b.get());
   return out;
@@ -186,12 +186,12 @@ static int walk(const std::vector<Device*>& list, Device* start,
 }
 
 int Core::bus_for_each_dev(Bus& bus, Device* start, const std::function<int(Device&)>& fn) {
-  auto lk = lock();
+  held();
   return walk(bus.m_devices, start, fn, [&](Device& d) { return d.registered() && d.m_bus == &bus; });
 }
 
 Ref<Device> Core::bus_find_device_by_name(Bus& bus, std::string_view name) {
-  auto lk = lock();
+  held();
   for (Device* d : bus.m_devices)
     if (sysfs_streq(d->name(), name)) return Ref<Device>(d);
   return nullptr;
@@ -199,24 +199,24 @@ Ref<Device> Core::bus_find_device_by_name(Bus& bus, std::string_view name) {
 
 int Core::driver_for_each_device(Driver& drv, Device* start,
                                  const std::function<int(Device&)>& fn) {
-  auto lk = lock();
+  held();
   return walk(drv.m_bound, start, fn, [&](Device& d) { return d.m_bound && d.m_driver == &drv; });
 }
 
 int Core::device_for_each_child(Device& parent, const std::function<int(Device&)>& fn) {
-  auto lk = lock();
+  held();
   return walk(parent.m_children, nullptr, fn, [](Device& d) { return d.registered(); });
 }
 
 int Core::bus_register_notifier(Bus& bus, BusNotifier fn) {
-  auto lk = lock();
+  held();
   const int id = m_next_notifier++;
   m_notifiers[&bus].emplace(id, std::move(fn));
   return id;
 }
 
 void Core::bus_unregister_notifier(Bus& bus, int id) {
-  auto lk = lock();
+  held();
   auto it = m_notifiers.find(&bus);
   if (it != m_notifiers.end()) it->second.erase(id);
 }
@@ -231,7 +231,7 @@ void Core::notify(Bus& bus, BusEvent ev, Device& dev) {
 // ---- drivers ----------------------------------------------------------------------------------
 
 Result<Driver*> Core::driver_register(Bus& bus, DriverOps ops) {
-  auto lk = lock();
+  held();
   if (!internal::owns(m_buses, &bus)) {
     m_log.error("Driver '" + ops.name + "' was unable to register with bus_type '" + bus.name() +
                 "' because the bus was not initialized.");
@@ -269,7 +269,7 @@ Result<Driver*> Core::driver_register(Bus& bus, DriverOps ops) {
 }
 
 void Core::driver_unregister(Driver& drv) {
-  auto lk = lock();
+  held();
   Bus& bus = drv.bus();
   const std::string path = "/bus/" + bus.name() + "/drivers/" + drv.name();
   for (auto name : {abi::kBind, abi::kUnbind, abi::kUevent}) m_tree.remove_child(*drv.m_dir, name);

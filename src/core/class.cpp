@@ -8,7 +8,7 @@
 namespace apemu::core {
 
 Result<Class*> Core::class_register(ClassType type) {
-  auto lk = lock();
+  held();
   if (type.name.empty()) return Error(EINVAL);
   if (m_class_dir->find(type.name)) return Error(EEXIST);
   auto cls = std::make_unique<Class>(Class::Key{}, *this, std::move(type));
@@ -23,7 +23,7 @@ Result<Class*> Core::class_register(ClassType type) {
 }
 
 void Core::class_unregister(Class& cls) {
-  auto lk = lock();
+  held();
   APEMU_ASSERT(cls.m_devices.empty());
   const std::string path = "/class/" + cls.name();
   m_tree.remove(*cls.m_dir);
@@ -34,14 +34,14 @@ void Core::class_unregister(Class& cls) {
 }
 
 Class* Core::find_class(std::string_view name) const {
-  auto lk = lock();
+  held();
   for (const auto& c : m_classes)
     if (c->name() == name) return c.get();
   return nullptr;
 }
 
 Result<CompatClass*> Core::class_compat_register(std::string name) {
-  auto lk = lock();
+  held();
   if (name.empty()) return Error(EINVAL);
   if (m_class_dir->find(name)) return Error(EEXIST);
   auto cc = std::make_unique<CompatClass>(CompatClass::Key{}, std::move(name));
@@ -51,7 +51,7 @@ Result<CompatClass*> Core::class_compat_register(std::string name) {
 }
 
 void Core::class_compat_unregister(CompatClass& cc) {
-  auto lk = lock();
+  held();
   m_tree.remove(*cc.m_dir);
   auto it = std::find_if(m_compat_classes.begin(), m_compat_classes.end(),
                          [&](const auto& c) { return c.get() == &cc; });
@@ -59,14 +59,14 @@ void Core::class_compat_unregister(CompatClass& cc) {
 }
 
 Result<void> Core::class_compat_create_link(CompatClass& cc, Device& dev) {
-  auto lk = lock();
+  held();
   if (!dev.m_dir) return Error(EINVAL);
   APEMU_TRY_VOID(m_tree.create_link(*cc.m_dir, dev.m_name, dev.m_dir));
   return {};
 }
 
 void Core::class_compat_remove_link(CompatClass& cc, Device& dev) {
-  auto lk = lock();
+  held();
   m_tree.remove_child(*cc.m_dir, dev.m_name);
 }
 

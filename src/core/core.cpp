@@ -56,8 +56,12 @@ static Result<std::string> seqnum_show(Core& core) {
 
 // ---- Core construction ------------------------------------------------------------------------
 
-Core::Core() {
-  auto lk = lock();
+Core::Core() : Core(std::make_unique<Runtime>()) {}
+
+Core::Core(std::unique_ptr<Runtime> own) : Core(*own) { m_own_rt = std::move(own); }
+
+Core::Core(Runtime& rt) : m_rt(&rt), m_tree(rt.lock()) {
+  auto lk = lock(); // construction is an entry point
   auto& root = *m_tree.root();
   // The top level of a real /sys; only some directories have content here.
   for (std::string_view name : {"block", "dev", "firmware", "fs", "power"})
@@ -79,7 +83,7 @@ Core::Core() {
 Core::~Core() = default;
 
 std::shared_ptr<kernfs::Dir> Core::module_dir_for(const std::string& name) {
-  auto lk = lock();
+  held();
   if (auto n = m_module_dir->find(name)) return std::static_pointer_cast<kernfs::Dir>(n);
   return *m_tree.create_dir(*m_module_dir, name);
 }
@@ -149,13 +153,13 @@ void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup>
 }
 
 Result<void> Core::device_add_groups(Device& dev, std::span<const DeviceAttributeGroup> groups) {
-  auto lk = lock();
+  held();
   if (!dev.m_dir) return Error(EINVAL);
   return add_groups(*dev.m_dir, groups, dev);
 }
 
 void Core::device_remove_groups(Device& dev, std::span<const DeviceAttributeGroup> groups) {
-  auto lk = lock();
+  held();
   if (dev.m_dir) remove_groups(*dev.m_dir, groups);
 }
 
@@ -199,7 +203,7 @@ static void remove_if_empty_glue(kernfs::Tree& tree, const std::shared_ptr<kernf
 // ---- device_add / device_del -------------------------------------------------------------------
 
 Result<void> Core::device_add(Device& dev) {
-  auto lk = lock();
+  held();
   if (dev.m_state != Device::State::Initialized)
     return Error(EINVAL, "device '" + dev.m_name + "' was already added");
   if (dev.m_name.empty()) return Error(EINVAL, "device has no name");
@@ -288,7 +292,7 @@ Result<void> Core::device_add(Device& dev) {
 }
 
 void Core::device_del(Device& dev) {
-  auto lk = lock();
+  held();
   if (dev.m_state != Device::State::Added) return;
   APEMU_ASSERT(dev.m_children.empty()); // leaf first is the only supported order
   Ref<Device> keep(&dev);
@@ -326,7 +330,7 @@ void Core::device_unregister(Ref<Device> dev) {
 }
 
 Result<Ref<Device>> Core::root_device_register(std::string name, std::string module) {
-  auto lk = lock();
+  held();
   auto dev = Device::create(std::move(name), [](Device&) {});
   dev->set_pm_not_required(true);
   APEMU_TRY_VOID(device_add(*dev));
@@ -339,7 +343,7 @@ Result<Ref<Device>> Core::root_device_register(std::string name, std::string mod
 
 void Core::root_device_unregister(Ref<Device> dev) {
   if (!dev) return;
-  auto lk = lock();
+  held();
   if (dev->m_dir) m_tree.remove_child(*dev->m_dir, abi::kModule);
   device_unregister(std::move(dev));
 }
@@ -347,7 +351,7 @@ void Core::root_device_unregister(Ref<Device> dev) {
 // ---- rename / move / online --------------------------------------------------------------------
 
 Result<void> Core::device_rename(Device& dev, std::string new_name) {
-  auto lk = lock();
+  held();
   if (!dev.registered()) return Error(EINVAL);
   std::replace(new_name.begin(), new_name.end(), '/', '!');
   if (new_name.empty()) return Error(EINVAL);
@@ -367,7 +371,7 @@ Result<void> Core::device_rename(Device& dev, std::string new_name) {
 }
 
 Result<void> Core::device_move(Device& dev, Device* new_parent) {
-  auto lk = lock();
+  held();
   if (!dev.registered()) return Error(EINVAL);
   if (new_parent && !new_parent->registered()) return Error(EINVAL);
   const std::string old_path = devpath(dev);
@@ -387,13 +391,13 @@ Result<void> Core::device_move(Device& dev, Device* new_parent) {
 }
 
 bool Core::device_is_offline(const Device& dev) const {
-  auto lk = lock();
+  held();
   auto it = m_offline.find(&dev);
   return it != m_offline.end() && it->second;
 }
 
 Result<void> Core::device_online(Device& dev) {
-  auto lk = lock();
+  held();
   if (!dev.m_bus || !dev.m_bus->type().online) return Error(EINVAL);
   if (!device_is_offline(dev)) return {};
   APEMU_TRY_VOID(dev.m_bus->type().online(dev));
@@ -403,7 +407,7 @@ Result<void> Core::device_online(Device& dev) {
 }
 
 Result<void> Core::device_offline(Device& dev) {
-  auto lk = lock();
+  held();
   if (!dev.m_bus || !dev.m_bus->type().offline) return Error(EINVAL);
   if (device_is_offline(dev)) return {};
   for (Device* c : dev.m_children)
@@ -428,7 +432,7 @@ Result<void> Core::build_device_env(const Device& dev, uevent::Env& env) {
 
 Result<void> Core::device_uevent(Device& dev, Action action,
                                  const std::vector<std::pair<std::string, std::string>>& extra) {
-  auto lk = lock();
+  held();
   if (!dev.m_dir) return Error(EINVAL);
   // The devices kset filter: only bus or class devices send events (§1.9).
   if ((!dev.m_bus && !dev.m_class && dev.m_uevent_subsystem.empty()) || dev.m_uevent_suppress)
@@ -453,7 +457,7 @@ Result<void> Core::device_uevent(Device& dev, Action action,
 }
 
 std::string Core::device_uevent_text(const Device& dev) {
-  auto lk = lock();
+  held();
   if (!dev.m_bus && !dev.m_class) return {};
   uevent::Env env;
   if (!build_device_env(dev, env)) return {};
@@ -463,7 +467,7 @@ std::string Core::device_uevent_text(const Device& dev) {
 }
 
 Result<void> Core::device_uevent_store(Device& dev, std::string_view text) {
-  auto lk = lock();
+  held();
   auto parsed = parse_synthetic_uevent(text);
   if (!parsed) {
     m_log.error("synth uevent: " + devpath(dev) + ": " + parsed.error().context);
@@ -487,7 +491,7 @@ Result<void> Core::send_object_event(Action action, const std::string& devpath,
 
 Result<void> Core::object_uevent_store(std::string_view text, const std::string& devpath,
                                        const std::string& subsystem) {
-  auto lk = lock();
+  held();
   auto parsed = parse_synthetic_uevent(text);
   if (!parsed) {
     m_log.error("synth uevent: " + devpath + ": " + parsed.error().context);

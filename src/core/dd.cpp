@@ -13,7 +13,7 @@ namespace apemu::core {
 using uevent::Action;
 
 int Core::driver_match_device(Driver& drv, Device& dev) {
-  auto lk = lock();
+  held();
   Bus& bus = drv.bus();
   // driver_override (generic mechanism): when set, only the named driver may bind.
   if (bus.type().driver_override && dev.m_driver_override)
@@ -94,12 +94,12 @@ void Core::release_driver_locked(Device& dev) {
 }
 
 void Core::device_release_driver(Device& dev) {
-  auto lk = lock();
+  held();
   release_driver_locked(dev);
 }
 
 Result<bool> Core::device_attach(Device& dev) {
-  auto lk = lock();
+  held();
   return device_attach_locked(dev);
 }
 
@@ -128,7 +128,7 @@ void Core::bus_probe_device(Device& dev) {
 }
 
 Result<void> Core::device_driver_attach(Driver& drv, Device& dev) {
-  auto lk = lock();
+  held();
   if (dev.m_dead || !dev.registered()) return Error(ENODEV);
   if (dev.m_driver) return Error(EBUSY);
   auto r = really_probe(dev, drv);
@@ -168,7 +168,7 @@ void Core::deferred_remove(Device& dev) {
 }
 
 std::vector<Device*> Core::deferred_devices() const {
-  auto lk = lock();
+  held();
   std::vector<Device*> out;
   for (const auto& d : m_deferred) out.push_back(d.get());
   return out;

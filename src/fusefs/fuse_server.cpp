@@ -21,6 +21,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -123,16 +124,34 @@ struct FuseServer::Impl {
   std::uint64_t next_fh = 1;
   std::atomic<std::size_t> handle_count{0};
 
-  // Invalidation queue. Lock order: model lock -> q_mutex (the listener runs under the model
-  // lock); the notifier thread holds q_mutex only to take a batch, never while notifying.
+  // Notifier queue: tree changes to push to the kernel as invalidations, and the replies of
+  // writes that must not be seen before those changes (a write(2) returns only after its
+  // effect is visible, as in kernel sysfs). Items are delivered in order. Lock order: machine
+  // lock -> q_mutex (items are queued under the machine lock); the notifier thread holds
+  // q_mutex only to take a batch, never while talking to the kernel.
+  struct Item {
+    std::optional<Change> change;
+    fuse_req_t reply_to = nullptr; ///< a WRITE to answer once the changes before it are out
+    Result<std::size_t> outcome = std::size_t{0};
+  };
   std::mutex q_mutex;
   std::condition_variable q_cv;    ///< work arrived or stop
   std::condition_variable done_cv; ///< a batch was delivered
-  std::vector<Change> queue;
+  std::vector<Item> queue;
   std::uint64_t enqueued = 0;
   std::uint64_t delivered = 0;
   bool stop = false;
   std::thread notifier;
+
+  // Writes whose store blocked (kernfs::Blocker), by request; machine lock. `registered`: the
+  // interrupt callback is in place, so the request may be answered (see op_write).
+  struct BlockedWrite {
+    std::shared_ptr<Completion> completion;
+    std::size_t count = 0;
+    bool registered = false;
+    std::optional<Result<std::size_t>> early; ///< finished before it was registered
+  };
+  std::map<fuse_req_t, BlockedWrite> blocked;
 
   // ---- helpers (model lock held) ----------------------------------------------------------------
 
@@ -228,12 +247,34 @@ struct FuseServer::Impl {
 
   // ---- invalidation ------------------------------------------------------------------------------
 
-  /// The tree's change listener: runs under the model lock, so it only queues.
+  /// The tree's change listener: runs under the machine lock, so it only queues.
   void on_change(const Change& c) {
     std::lock_guard g(q_mutex);
-    queue.push_back(c);
+    queue.push_back(Item{c});
     ++enqueued;
     q_cv.notify_one();
+  }
+
+  static void send_write_reply(fuse_req_t req, const Result<std::size_t>& outcome) {
+    // The writer may be gone (interrupted, connection aborted): nothing to undo then.
+    if (outcome) (void)fuse_reply_write(req, *outcome);
+    else (void)fuse_reply_err(req, outcome.error().code);
+  }
+
+  /// Answers a WRITE after every change queued before it has reached the kernel: at once when
+  /// nothing is pending, else through the notifier. Locking: machine lock held, so every change
+  /// the store caused is already queued.
+  void reply_after_changes(fuse_req_t req, Result<std::size_t> outcome) {
+    {
+      std::lock_guard g(q_mutex);
+      if (!queue.empty() && !stop) {
+        queue.push_back(Item{std::nullopt, req, std::move(outcome)});
+        ++enqueued;
+        q_cv.notify_one();
+        return;
+      }
+    }
+    send_write_reply(req, outcome);
   }
 
   void notifier_main() {
@@ -241,10 +282,13 @@ struct FuseServer::Impl {
     for (;;) {
       q_cv.wait(lk, [&] { return stop || !queue.empty(); });
       if (queue.empty()) return; // stop requested and nothing left
-      std::vector<Change> batch;
+      std::vector<Item> batch;
       batch.swap(queue);
       lk.unlock();
-      for (const Change& c : batch) deliver(c);
+      for (const Item& item : batch) {
+        if (item.change) deliver(*item.change);
+        else send_write_reply(item.reply_to, item.outcome);
+      }
       lk.lock();
       delivered += batch.size();
       done_cv.notify_all();
@@ -510,20 +554,63 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
   });
 }
 
+/// INTERRUPT of a WRITE whose store blocked: the writer got a signal. The blocked operation is
+/// undone and the write fails with EINTR. Runs on a session thread without the machine lock;
+/// libfuse keeps `req` valid during the call even if it was answered meanwhile.
+void on_write_interrupt(fuse_req_t req, void* data) {
+  auto& s = *static_cast<Impl*>(data);
+  auto lk = s.tree.lock();
+  auto it = s.blocked.find(req);
+  if (it == s.blocked.end()) return; // answered already
+  std::shared_ptr<Completion> c = it->second.completion;
+  c->cancel(EINTR); // its on_done answers (or records the answer, if not yet registered)
+}
+
 void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t,
               fuse_file_info* fi) {
   serve("write", req, [&](Reply& r, Impl& s) {
-    std::size_t consumed;
     {
       auto lk = s.tree.lock();
       FileHandle* h = s.file_locked(fi->fh);
       if (!h) return r.error(EBADF);
       // One write(2) is one store() of at most PAGE_SIZE bytes; the offset is irrelevant.
-      auto res = h->file.write(std::string_view(buf, size));
-      if (!res) return r.error(res.error()); // store()'s errno, unchanged
-      consumed = *res;
+      kernfs::Blocker blocker;
+      auto res = h->file.write(std::string_view(buf, size), &blocker);
+      if (res || res.error().code != kEIocbQueued) {
+        // The reply waits for the invalidations of what this store changed.
+        r.detach();
+        s.reply_after_changes(req, std::move(res)); // store()'s errno, unchanged
+        return 0;
+      }
+      // The store blocks its writer (e.g. `remove` of an mdev in use): keep the request.
+      const std::size_t count = std::min(size, kernfs::kPageSize);
+      s.blocked[req] = Impl::BlockedWrite{blocker.completion(), count};
+      blocker.completion()->on_done([&s, req, count](const Result<void>& done) {
+        auto it = s.blocked.find(req);
+        if (it == s.blocked.end()) return;
+        Result<std::size_t> outcome = done ? Result<std::size_t>(count) : Result<std::size_t>(done.error());
+        if (!it->second.registered) {
+          it->second.early = std::move(outcome);
+          return;
+        }
+        s.blocked.erase(it);
+        s.reply_after_changes(req, std::move(outcome));
+      });
     }
-    return r.write(consumed);
+    r.detach();
+    // Without the machine lock: the callback may run right here if the writer was already
+    // interrupted. Until `registered` is set, nobody answers the request.
+    fuse_req_interrupt_func(req, on_write_interrupt, &s);
+    auto lk = s.tree.lock();
+    auto it = s.blocked.find(req);
+    if (it == s.blocked.end()) return 0;
+    it->second.registered = true;
+    if (it->second.early) {
+      Result<std::size_t> outcome = std::move(*it->second.early);
+      s.blocked.erase(it);
+      s.reply_after_changes(req, std::move(outcome));
+    }
+    return 0;
   });
 }
 
@@ -731,10 +818,16 @@ void FuseServer::Impl::unmount() {
   std::lock_guard g(unmount_mutex);
   if (!mounted.exchange(false)) return;
 
-  // 1. No more changes get queued.
+  // 1. No more changes get queued; writers blocked in a store give up (EINTR), their replies
+  //    go out with the last invalidations.
   {
     auto lk = tree.lock();
     tree.set_change_listener({});
+    // A write whose handler has not registered its interrupt callback yet is answered by that
+    // handler (the session loop is joined only in step 3).
+    std::vector<std::shared_ptr<Completion>> pending;
+    for (auto& [req, w] : blocked) pending.push_back(w.completion);
+    for (auto& c : pending) c->cancel(EINTR);
   }
   // 2. Drain and stop the invalidation thread while the loop still answers the requests that a
   //    notify may wait for.

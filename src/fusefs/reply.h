@@ -35,6 +35,10 @@ public:
   Reply& operator=(const Reply&) = delete;
 
   bool done() const { return m_done; }
+  /// The request will be answered elsewhere, later (a write whose reply waits for invalidations
+  /// or for a blocked store). After this, no method may be called; whoever took the request
+  /// must answer it exactly once.
+  void detach() { mark(); }
   /// Caller credentials (uid, gid, pid, umask). Valid until a reply was sent.
   const fuse_ctx& ctx() const { return *fuse_req_ctx(m_req); }
   fuse_req_t req() const { return m_req; }

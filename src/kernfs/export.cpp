@@ -59,7 +59,7 @@ static void dump_node(const Node& n, std::string& out, const DumpOptions& opt) {
 }
 
 std::string dump_tree(const Tree& tree, const std::string& below, DumpOptions opt) {
-  auto lock = tree.lock();
+  tree.assert_locked();
   auto start = tree.resolve(below);
   std::string out;
   if (start) dump_node(*start, out, opt);
@@ -110,7 +110,7 @@ static Result<void> export_node(const Node& n, const std::filesystem::path& p) {
 }
 
 Result<void> export_tree(const Tree& tree, const std::filesystem::path& dir) {
-  auto lock = tree.lock();
+  tree.assert_locked();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Error(ec.value(), "create " + dir.string());

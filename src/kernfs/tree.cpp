@@ -71,12 +71,12 @@ Result<std::string> Attr::show() const {
   return m_ops->show(m_ctx);
 }
 
-Result<void> Attr::store(std::string_view text) const {
+Result<void> Attr::store(std::string_view text, Blocker* blocker) const {
   if (!active()) return Error(ENODEV);
   if (!m_ops->can_store()) return Error(EIO);
   // kernfs hands store() a NUL-terminated copy of the written bytes and every parser reads it as
   // a C string, so an embedded NUL ends the value (the write still reports its full count).
-  return m_ops->store(m_ctx, text.substr(0, text.find('\0')));
+  return m_ops->store(m_ctx, text.substr(0, text.find('\0')), blocker);
 }
 
 Result<std::string> Link::target_text() const {
@@ -107,9 +107,14 @@ Result<std::string> Link::target_text() const {
 
 // ---- Tree -------------------------------------------------------------------------------------
 
-Tree::Tree() : m_root(std::make_shared<Dir>(kRootId, "", 0755)) {}
+Tree::Tree(MachineLock& lock) : m_lock(&lock), m_root(std::make_shared<Dir>(kRootId, "", 0755)) {}
+
+Tree::Tree()
+    : m_own_lock(std::make_unique<MachineLock>()), m_lock(m_own_lock.get()),
+      m_root(std::make_shared<Dir>(kRootId, "", 0755)) {}
 
 Result<std::size_t> Tree::check_new_child(Dir& parent, const std::string& name) const {
+  m_lock->assert_held();
   if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
     return Error(EINVAL, "invalid node name '" + name + "'");
   if (!parent.active()) return Error(ENOENT);
@@ -177,6 +182,7 @@ void Tree::deactivate(Node& node) {
 }
 
 void Tree::remove(Node& node) {
+  m_lock->assert_held();
   if (!node.m_active || node.id() == kRootId) return;
   Dir* parent = node.m_parent;
   std::shared_ptr<Node> keep; // the parent's reference goes away below
@@ -199,6 +205,7 @@ bool Tree::remove_child(Dir& parent, std::string_view name) {
 }
 
 Result<void> Tree::rename(Node& node, std::string new_name) {
+  m_lock->assert_held();
   if (!node.m_active || !node.m_parent) return Error(ENOENT);
   Dir& parent = *node.m_parent;
   if (new_name == node.name()) return {};
@@ -214,6 +221,7 @@ Result<void> Tree::rename(Node& node, std::string new_name) {
 }
 
 Result<void> Tree::move(Node& node, Dir& new_parent) {
+  m_lock->assert_held();
   if (!node.m_active || !node.m_parent) return Error(ENOENT);
   if (node.is_ancestor_or_self_of(new_parent)) return Error(EINVAL);
   if (node.m_parent == &new_parent) return {};
@@ -304,11 +312,11 @@ Result<std::string> OpenFile::read(std::size_t offset, std::size_t size) {
   return m_snapshot.substr(offset, size);
 }
 
-Result<std::size_t> OpenFile::write(std::string_view data) {
+Result<std::size_t> OpenFile::write(std::string_view data, Blocker* blocker) {
   if (!m_write) return Error(EBADF);
   if (data.empty()) return std::size_t{0};
   if (data.size() > kPageSize) data = data.substr(0, kPageSize);
-  APEMU_TRY_VOID(m_attr->store(data));
+  APEMU_TRY_VOID(m_attr->store(data, blocker));
   return data.size();
 }
 

@@ -11,7 +11,7 @@
 namespace apemu::mdev {
 
 Result<unsigned> MdevBus::iommu_group_add_device(MdevDevice& dev) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (dev.m_group >= 0) return Error(EEXIST);
   if (!dev.dir()) return Error(EINVAL);
   // The kernel's IDA hands out the lowest free number.
@@ -44,7 +44,7 @@ Result<unsigned> MdevBus::iommu_group_add_device(MdevDevice& dev) {
 }
 
 void MdevBus::iommu_group_remove_device(MdevDevice& dev) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (dev.m_group < 0) return;
   const unsigned n = static_cast<unsigned>(dev.m_group);
   auto& tree = m_core->tree();

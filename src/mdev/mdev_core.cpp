@@ -39,7 +39,7 @@ MdevType* MdevParent::find_type(std::string_view dir_name) const {
 // ---- bus ---------------------------------------------------------------------------------------
 
 Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core, MdevBusOptions opt) {
-  auto lk = core.lock();
+  core.held();
   std::unique_ptr<MdevBus> mb(new MdevBus(core, opt));
   MdevBus* self = mb.get();
   core::BusType type;
@@ -83,7 +83,7 @@ Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core, MdevBusOption
 }
 
 MdevBus::~MdevBus() {
-  auto lk = m_core->lock();
+  m_core->held();
   while (!m_parents.empty()) unregister_parent(m_parents.back().get());
   while (!m_drivers.empty()) unregister_driver(m_drivers.back().get());
   APEMU_ASSERT(m_devices.empty());
@@ -94,7 +94,7 @@ MdevBus::~MdevBus() {
 }
 
 Result<MdevDriver*> MdevBus::register_driver(MdevDriverOps ops) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (ops.device_api.empty()) return Error(EINVAL, "mdev driver without device_api");
   auto drv = std::make_unique<MdevDriver>(MdevDriver::Key{}, std::move(ops));
   if (!m_opt.legacy) {
@@ -105,7 +105,7 @@ Result<MdevDriver*> MdevBus::register_driver(MdevDriverOps ops) {
 }
 
 void MdevBus::unregister_driver(MdevDriver* drv) {
-  auto lk = m_core->lock();
+  m_core->held();
   auto it = std::find_if(m_drivers.begin(), m_drivers.end(),
                          [&](const auto& d) { return d.get() == drv; });
   if (it == m_drivers.end()) return;
@@ -119,7 +119,7 @@ void MdevBus::unregister_driver(MdevDriver* drv) {
 Result<MdevParent*> MdevBus::register_parent(core::Device& dev, MdevDriver& drv,
                                              std::vector<MdevTypeInfo> types,
                                              std::string type_prefix) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (!dev.registered() || !dev.dir()) return Error(EINVAL, "parent device not registered");
   if (types.empty()) return Error(EINVAL, "no mdev types");
   for (const auto& p : m_parents)
@@ -161,7 +161,7 @@ Result<MdevParent*> MdevBus::register_parent(core::Device& dev, MdevDriver& drv,
 }
 
 void MdevBus::unregister_parent(MdevParent* parent) {
-  auto lk = m_core->lock();
+  m_core->held();
   auto it = std::find_if(m_parents.begin(), m_parents.end(),
                          [&](const auto& p) { return p.get() == parent; });
   if (it == m_parents.end()) return;
@@ -189,7 +189,7 @@ MdevDevice* MdevBus::find_device(const Uuid& uuid) const {
 }
 
 Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
-  auto lk = m_core->lock();
+  m_core->held();
   MdevParent& parent = type.parent();
   MdevDriver& drv = parent.driver();
   if (m_by_uuid.count(uuid)) return Error(EEXIST, "mdev " + uuid.str() + " exists");
@@ -254,7 +254,7 @@ Result<void> MdevBus::publish_device(MdevDevice& dev) {
 }
 
 Result<void> MdevBus::remove_device(MdevDevice& mdev) {
-  auto lk = m_core->lock();
+  m_core->held();
   if (!m_owned.count(&mdev)) return Error(ENODEV);
   if (!mdev.m_active) return Error(EAGAIN);
   if (mdev.parent_info().m_unregistering) return Error(ENODEV);

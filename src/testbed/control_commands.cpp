@@ -94,7 +94,6 @@ Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a
   vfio_ap::VfioAp* v = tb.vfio_ap();
   if (!v) return Error(ENODEV, "vfio_ap is not loaded");
   if (a.size() < 2) return Error(EINVAL, "usage: guest start|stop|show [--mdev UUID] [--name N]");
-  auto lk = tb.core().lock();
   auto find = [&](const std::map<std::string, std::string>& f) -> Result<vfio_ap::MatrixMdev*> {
     auto it = f.find("--mdev");
     if (it == f.end()) return Error(EINVAL, "--mdev UUID is required");
@@ -131,11 +130,31 @@ Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a
   return Error(EINVAL, "unknown guest verb '" + a[1] + "'");
 }
 
+/// clock                  machine time and pending timers
+/// clock advance DURATION virtual clock only: run what falls due
+Result<std::string> clock_command(Testbed& tb, const std::vector<std::string>& a) {
+  Runtime& rt = tb.runtime();
+  if (a.size() == 3 && a[1] == "advance") {
+    APEMU_TRY(auto d, parse_duration(a[2]));
+    if (!rt.virtual_clock())
+      return Error(EINVAL, "the clock is real time (start with --clock virtual)");
+    APEMU_TRY_VOID(rt.advance(d));
+  } else if (a.size() != 1) {
+    return Error(EINVAL, "usage: clock [advance DURATION]");
+  }
+  std::string out = "now " + format_duration(rt.now()) + (rt.virtual_clock() ? " (virtual)\n" : " (real)\n");
+  for (const auto& [due, what] : rt.timers())
+    out += "timer " + (what.empty() ? std::string("-") : what) + " in " +
+           format_duration(due - rt.now()) + "\n";
+  return out;
+}
+
 Result<std::string> execute_text(Testbed& tb, const std::vector<std::string>& a) {
   if (a.empty()) return Error(EINVAL, "empty command");
-  auto lk = tb.core().lock(); // an entry point: the whole command runs under the machine lock
+  tb.core().held(); // the control server (the entry point) holds the machine lock
   const std::string& verb = a[0];
   if (verb == "tree") return tb.dump(a.size() > 1 ? a[1] : "/");
+  if (verb == "clock") return clock_command(tb, a);
   if (verb == "dmesg") {
     std::string out;
     for (const auto& l : tb.core().log().lines(LogLevel::Debug)) out += l + "\n";

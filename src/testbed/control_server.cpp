@@ -165,7 +165,11 @@ struct ControlServer::Impl {
       queue_reply(c, encode_reply(req.error(), false));
       return;
     }
-    auto outcome = execute_command(*tb, req->argv);
+    Result<CommandOutput> outcome = Error(EIO);
+    {
+      auto g = tb->lock(); // an entry point: the whole command runs under the machine lock
+      outcome = execute_command(*tb, req->argv);
+    }
     if (opt.after_command) opt.after_command();
     // The command is done: its reply gets a fresh deadline to be taken.
     c.deadline = Clock::now() + opt.client_timeout;

@@ -54,35 +54,9 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
   fusefs::Options fo;
   fo.on_lost = opt.on_mount_lost;
   APEMU_TRY(s->m_fuse, fusefs::FuseServer::mount(tb.core().tree(), opt.mountpoint, fo));
-  if (opt.periodic_scan && tb.ap_bus()) {
-    LiveSession* self = s.get();
-    s->m_scanner = std::thread([self] {
-      // Counts whole seconds; a config_time write re-arms the countdown (mod_timer).
-      std::unique_lock lk(self->m_scan_mutex);
-      int elapsed = 0;
-      std::uint64_t armed = 0;
-      for (;;) {
-        if (self->m_scan_cv.wait_for(lk, std::chrono::seconds(1), [self] { return self->m_stopping; }))
-          return;
-        lk.unlock();
-        bool due;
-        {
-          auto ml = self->m_tb->core().lock();
-          const auto& k = self->m_tb->ap_bus()->knobs();
-          if (k.config_time_writes != armed) {
-            armed = k.config_time_writes;
-            elapsed = 0;
-          }
-          due = ++elapsed >= k.config_time;
-        }
-        if (due) {
-          self->m_tb->ap_bus()->scan(); // takes the model lock itself
-          elapsed = 0;
-        }
-        lk.lock();
-      }
-    });
-  }
+  // Timers (the AP bus config timer, delayed hardware effects) and user-space reactions run on
+  // the executor thread from now on.
+  tb.runtime().start();
   return s;
 }
 
@@ -92,13 +66,8 @@ void LiveSession::flush() {
 }
 
 void LiveSession::stop() {
-  {
-    std::lock_guard lk(m_scan_mutex);
-    m_stopping = true;
-  }
-  m_scan_cv.notify_all();
-  if (m_scanner.joinable()) m_scanner.join();
   m_control.reset();
+  if (m_tb) m_tb->runtime().stop();
   if (m_subscription) {
     auto lk = m_tb->core().lock();
     m_tb->core().uevents().unsubscribe(m_subscription);

@@ -90,9 +90,12 @@ Result<void> prepare_mountpoint(const std::string& dir) {
 }
 
 Result<std::unique_ptr<Testbed>> boot(const std::string& topology, bool verbose,
-                                      const std::string& kernel_profile) {
-  return Testbed::from_file(topology.empty() ? default_topology_path() : topology, verbose,
-                            kernel_profile);
+                                      const std::string& kernel_profile, bool virtual_clock) {
+  Options o;
+  o.echo_log = verbose;
+  o.kernel_profile = kernel_profile;
+  o.clock = virtual_clock ? Runtime::ClockKind::Virtual : Runtime::ClockKind::Real;
+  return Testbed::from_file(topology.empty() ? default_topology_path() : topology, std::move(o));
 }
 
 /// Blocks SIGINT/SIGTERM/SIGCHLD/SIGUSR1 in this thread (and so in every thread created later);
@@ -134,7 +137,7 @@ Result<int> run_isolated(const RunOptions& opt) {
   }
 
   const sigset_t sigs = block_signals();
-  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile));
+  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
   LiveOptions lo;
   lo.mountpoint = "/sys";
   lo.netlink = true; // safe: this is a private network namespace
@@ -178,7 +181,7 @@ Result<int> run_isolated(const RunOptions& opt) {
 Result<int> serve(const ServeOptions& opt) {
   const sigset_t sigs = block_signals();
   APEMU_TRY_VOID(prepare_mountpoint(opt.mountpoint));
-  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile));
+  APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
   LiveOptions lo;
   lo.mountpoint = opt.mountpoint;
   lo.netlink = false; // the host's udev must not see emulated events

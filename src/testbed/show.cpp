@@ -42,7 +42,7 @@ const char* kReset = "\033[0m";
 } // namespace
 
 std::string render_show(Testbed& tb, const ShowOptions& opt) {
-  auto lk = tb.core().lock();
+  tb.core().held();
   ap::ApBus* bus = tb.ap_bus();
   if (!bus) return "no AP bus (no topology loaded)\n";
   std::string out;

@@ -17,11 +17,12 @@ std::string default_topology_path() {
 
 Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   std::unique_ptr<Testbed> tb(new Testbed());
-  tb->m_core = std::make_unique<core::Core>();
+  tb->m_rt = std::make_unique<Runtime>(opt.clock);
+  tb->m_core = std::make_unique<core::Core>(*tb->m_rt);
   tb->m_core->log().set_echo(opt.echo_log);
   if (const char* d = std::getenv("APEMU_DEBUG"); d && *d == '1') tb->m_core->log().set_debug(true);
   if (opt.topology) {
-    auto lk = tb->m_core->lock();
+    auto lk = tb->lock();
     tb->m_hw = std::make_unique<ap::ApHardware>(std::move(opt.topology->hw));
     APEMU_TRY(tb->m_ap, ap::ApBus::create(*tb->m_core, *tb->m_hw, opt.topology->bus));
     APEMU_TRY(tb->m_zcrypt, ap::Zcrypt::create(*tb->m_ap));
@@ -42,22 +43,22 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   return tb;
 }
 
-Result<std::unique_ptr<Testbed>> Testbed::from_file(const std::string& path, bool echo_log,
-                                                   const std::string& kernel_profile) {
+Result<std::unique_ptr<Testbed>> Testbed::from_file(const std::string& path, Options opt) {
   APEMU_TRY(auto topo, topology::load_file(path));
-  Options opt;
   opt.topology = std::move(topo);
-  opt.echo_log = echo_log;
-  opt.kernel_profile = kernel_profile;
   return create(std::move(opt));
 }
 
 Testbed::~Testbed() {
+  if (!m_rt) return;
+  m_rt->stop(); // no executor thread may run into what is torn down below
   // Teardown in reverse: vfio_ap and the mdev core, the drivers, then the bus, then the core.
+  auto lk = lock();
   m_vfio_ap.reset();
   m_mdev.reset();
   m_zcrypt.reset();
   m_ap.reset();
+  m_core.reset();
 }
 
 std::string Testbed::dump(const std::string& path) const {

@@ -19,7 +19,7 @@ std::string_view kernel_profile_name(KernelProfile p) {
 
 Result<std::unique_ptr<VfioAp>> VfioAp::create(ap::ApBus& bus, mdev::MdevBus& mdevs,
                                                VfioApOptions opt) {
-  auto lk = bus.core().lock();
+  bus.core().held();
   if (mdevs.legacy() != (opt.profile == KernelProfile::V4_20))
     return Error(EINVAL, "the mdev core generation does not match the vfio_ap profile");
   std::unique_ptr<VfioAp> v(new VfioAp(bus, mdevs, opt));
@@ -31,7 +31,7 @@ Result<std::unique_ptr<VfioAp>> VfioAp::create(ap::ApBus& bus, mdev::MdevBus& md
 }
 
 VfioAp::~VfioAp() {
-  auto lk = core().lock();
+  core().held();
   teardown();
 }
 

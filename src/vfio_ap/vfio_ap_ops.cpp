@@ -102,7 +102,7 @@ ApMatrix VfioAp::init_matrix() const {
 }
 
 std::vector<MatrixMdev*> VfioAp::mdevs() const {
-  auto lk = core().lock();
+  core().held();
   std::vector<MatrixMdev*> out;
   out.reserve(m_list.size());
   for (auto it = m_list.rbegin(); it != m_list.rend(); ++it) out.push_back(it->get());
@@ -110,7 +110,7 @@ std::vector<MatrixMdev*> VfioAp::mdevs() const {
 }
 
 MatrixMdev* VfioAp::find_mdev(std::string_view uuid) const {
-  auto lk = core().lock();
+  core().held();
   auto parsed = parse_uuid(uuid);
   if (!parsed) return nullptr;
   const std::string name = parsed->str();
@@ -127,7 +127,7 @@ VfioApQueue* VfioAp::queue(unsigned apid, unsigned apqi) const {
 bool VfioAp::apqn_bound_to_vfio_ap(unsigned apid, unsigned apqi) const {
   if (!m_ap_driver) return false;
   core::Core& core = m_bus->core();
-  auto lk = core.lock();
+  core.held();
   return core.driver_for_each_device(*m_ap_driver, nullptr, [&](core::Device& d) {
            const auto& q = static_cast<const ap::ApQueue&>(d);
            return q.apid() == apid && q.apqi() == apqi ? 1 : 0;
@@ -382,7 +382,7 @@ Result<void> VfioAp::unassign_domain(MatrixMdev& m, std::string_view text) {
 }
 
 Result<void> VfioAp::assign_id(MatrixMdev& m, std::string_view text, bool adapter) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return assign_id_legacy(m, text, adapter ? 0 : 1);
   APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
   if (id > (adapter ? m.m_matrix.apm_max : m.m_matrix.aqm_max)) return Error(ENODEV);
@@ -410,7 +410,7 @@ Result<void> VfioAp::assign_id(MatrixMdev& m, std::string_view text, bool adapte
 }
 
 Result<void> VfioAp::unassign_id(MatrixMdev& m, std::string_view text, bool adapter) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return unassign_id_legacy(m, text, adapter ? 0 : 1);
   APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
   if (id > (adapter ? m.m_matrix.apm_max : m.m_matrix.aqm_max)) return Error(ENODEV);
@@ -429,7 +429,7 @@ Result<void> VfioAp::unassign_id(MatrixMdev& m, std::string_view text, bool adap
 }
 
 Result<void> VfioAp::assign_control_domain(MatrixMdev& m, std::string_view text) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return assign_id_legacy(m, text, 2);
   APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
   if (id > m.m_matrix.adm_max) return Error(ENODEV);
@@ -442,7 +442,7 @@ Result<void> VfioAp::assign_control_domain(MatrixMdev& m, std::string_view text)
 }
 
 Result<void> VfioAp::unassign_control_domain(MatrixMdev& m, std::string_view text) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return unassign_id_legacy(m, text, 2);
   APEMU_TRY(std::uint64_t id, kstrtoul(text, 0));
   if (id > m.m_matrix.adm_max) return Error(ENODEV);
@@ -533,7 +533,7 @@ Result<void> VfioAp::unassign_id_legacy(MatrixMdev& m, std::string_view text, in
 // -----------------------------------------------------------------------------
 
 Result<void> VfioAp::ap_config_store(MatrixMdev& m, std::string_view text) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return Error(EOPNOTSUPP, "ap_config needs a 6.10+ profile");
   // kstrndup(buf, AP_CONFIG_STRLEN): at most 201 bytes, up to the first NUL.
   text = text.substr(0, kApConfigStrlen);
@@ -597,7 +597,7 @@ Result<void> VfioAp::ap_config_store(MatrixMdev& m, std::string_view text) {
 }
 
 std::string VfioAp::ap_config_show(const MatrixMdev& m) const {
-  auto lk = core().lock();
+  core().held();
   return m.m_matrix.apm.hex() + "," + m.m_matrix.aqm.hex() + "," + m.m_matrix.adm.hex() + "\n";
 }
 
@@ -625,17 +625,17 @@ std::string VfioAp::show_apqns(const ApMatrix& mx) {
 }
 
 std::string VfioAp::matrix_show(const MatrixMdev& m) const {
-  auto lk = core().lock();
+  core().held();
   return show_apqns(m.m_matrix);
 }
 
 std::string VfioAp::guest_matrix_show(const MatrixMdev& m) const {
-  auto lk = core().lock();
+  core().held();
   return show_apqns(m.m_shadow);
 }
 
 std::string VfioAp::control_domains_show(const MatrixMdev& m) const {
-  auto lk = core().lock();
+  core().held();
   std::string out;
   char b[16];
   m.m_matrix.adm.up_to(m.m_matrix.adm_max).for_each([&](unsigned d) {
@@ -646,7 +646,7 @@ std::string VfioAp::control_domains_show(const MatrixMdev& m) const {
 }
 
 std::string VfioAp::queue_status(const VfioApQueue& q) const {
-  auto lk = core().lock();
+  core().held();
   const MatrixMdev* m = mdev_for_apqn(q.m_apid, q.m_apqi);
   if (!m) return std::string(abi::kQueueUnassigned) + "\n";
   if (m->m_kvm && m->m_shadow.contains(q.m_apid, q.m_apqi))
@@ -658,14 +658,14 @@ std::string VfioAp::queue_status(const VfioApQueue& q) const {
 // -------------------------------------------------------------------------
 
 Result<MatrixMdev*> VfioAp::create_mdev(std::string_view uuid) {
-  auto lk = core().lock();
+  core().held();
   APEMU_TRY(Uuid id, parse_uuid(uuid));
   APEMU_TRY(mdev::MdevDevice * d, m_mdevs->create_device(mdev_type(), id));
   return &mdev_of(*d);
 }
 
 Result<void> VfioAp::remove_mdev(MatrixMdev& m) {
-  auto lk = core().lock();
+  core().held();
   return m_mdevs->remove_device(m.mdev());
 }
 
@@ -767,7 +767,7 @@ void VfioAp::queue_remove(core::Device& dev) {
 }
 
 int VfioAp::resource_in_use(const ap::Mask256& apm_mask, const ap::Mask256& aqm_mask) {
-  auto lk = core().lock();
+  core().held();
   const IdSet apm = IdSet::from_mask(apm_mask), aqm = IdSet::from_mask(aqm_mask);
   for (MatrixMdev* m : mdevs()) {
     const IdSet a = apm & m->m_matrix.apm, d = aqm & m->m_matrix.aqm;
@@ -787,7 +787,7 @@ int VfioAp::resource_in_use(const ap::Mask256& apm_mask, const ap::Mask256& aqm_
 // ------------------------------------------------------------------
 
 void VfioAp::on_config_changed() {
-  auto lk = core().lock();
+  core().held();
   const IdSet prev_apm = m_info_apm, prev_aqm = m_info_aqm, prev_adm = m_info_adm;
   set_info(m_bus->hw().qci());
   const IdSet cur_apm = m_info_apm, cur_aqm = m_info_aqm, cur_adm = m_info_adm;
@@ -834,7 +834,7 @@ void VfioAp::on_config_changed() {
 }
 
 void VfioAp::on_scan_complete() {
-  auto lk = core().lock();
+  core().held();
   for (MatrixMdev* m : mdevs()) {
     if (m->m_apm_add.none() && m->m_aqm_add.none() && m->m_adm_add.none()) continue;
     const bool adapters = m->m_matrix.apm.intersects(m->m_apm_add);
@@ -854,7 +854,7 @@ void VfioAp::on_scan_complete() {
 // ---------------------------------------------------------------
 
 Result<void> VfioAp::open_device(MatrixMdev& m, std::shared_ptr<KvmGuest> kvm) {
-  auto lk = core().lock();
+  core().held();
   if (m.m_open) return Error(EBUSY, "the VFIO device is already open");
   if (!kvm) return Error(EINVAL, "no KVM associated with the device");
   if (kvm->has_crycb()) {
@@ -877,7 +877,7 @@ Result<void> VfioAp::open_device(MatrixMdev& m, std::shared_ptr<KvmGuest> kvm) {
 }
 
 void VfioAp::close_device(MatrixMdev& m) {
-  auto lk = core().lock();
+  core().held();
   if (!m.m_open) return;
   m.m_open = false;
   if (!m.m_kvm) return;
@@ -888,13 +888,13 @@ void VfioAp::close_device(MatrixMdev& m) {
 }
 
 Result<void> VfioAp::device_reset(MatrixMdev& m) {
-  auto lk = core().lock();
+  core().held();
   if (const int rc = reset_queues(linked_queues(m)); rc) return Error(rc);
   return {};
 }
 
 Result<void> VfioAp::set_irq_eventfd(MatrixMdev& m, IrqIndex index, std::shared_ptr<EventFd> fd) {
-  auto lk = core().lock();
+  core().held();
   if (legacy()) return Error(EOPNOTSUPP, "no VFIO IRQs before ~6.7");
   switch (index) {
   case IrqIndex::Request:
@@ -908,7 +908,7 @@ Result<void> VfioAp::set_irq_eventfd(MatrixMdev& m, IrqIndex index, std::shared_
 }
 
 void VfioAp::request(MatrixMdev& m, unsigned count) {
-  auto lk = core().lock();
+  core().held();
   if (m.m_kvm) {
     // [6.15+] the guest loses its AP resources at once and is told so.
     m.m_kvm->crypto_clear_masks();
@@ -928,7 +928,7 @@ void VfioAp::request(MatrixMdev& m, unsigned count) {
 }
 
 Result<std::shared_ptr<KvmGuest>> VfioAp::guest_start(MatrixMdev& m, GuestOptions opt) {
-  auto lk = core().lock();
+  core().held();
   if (m.m_open) return Error(EBUSY, "mdev " + m.name() + " is already used by a guest");
   if (opt.name.empty()) opt.name = "guest-" + m.name().substr(0, 8);
   auto kvm = std::make_shared<KvmGuest>(opt.name, opt.format, opt.has_crycb);
@@ -957,7 +957,7 @@ Result<std::shared_ptr<KvmGuest>> VfioAp::guest_start(MatrixMdev& m, GuestOption
 }
 
 Result<void> VfioAp::guest_stop(MatrixMdev& m) {
-  auto lk = core().lock();
+  core().held();
   if (!m.m_open) return Error(ENODEV, "no guest uses mdev " + m.name());
   const std::string name = m.m_kvm ? m.m_kvm->name() : std::string("(no crycb)");
   close_device(m);

@@ -229,11 +229,15 @@ protected:
     if (!m_dir.empty()) {
       EXPECT_EQ(::rmdir(m_dir.c_str()), 0) << std::strerror(errno);
     }
+    auto g = core.lock();
     for (auto& [name, dev] : devices)
       if (dev && dev->registered()) core.device_unregister(std::move(dev));
   }
 
+  // The model is changed under the machine lock (each helper is an entry point); syscalls on
+  // the mount are made without it, or the FUSE handler serving them would wait forever.
   void build_model() {
+    auto g = core.lock();
     core::BusType type;
     type.name = "foo";
     type.uevent = [](const core::Device& d, uevent::Env& env) -> Result<void> {
@@ -251,11 +255,14 @@ protected:
     ops.remove = [](core::Device&) {};
     auto d = core.driver_register(*bus, std::move(ops));
     ASSERT_THAT(d, IsOk());
+    g.unlock(); // add_device takes it
     for (const char* name : {"foo0", "foo1", "foo2"}) add_device(name);
+    g.lock();
     ASSERT_THAT(sysfs_write(core, "/bus/foo/drivers_autoprobe", "1"), IsOk());
   }
 
   void add_device(const std::string& name) {
+    auto g = core.lock();
     auto dev = core::Device::create(name, [](core::Device&) {});
     dev->set_bus(bus);
     dev->set_groups(kFooGroups);
@@ -265,6 +272,7 @@ protected:
   }
 
   void remove_device(const std::string& name) {
+    auto g = core.lock();
     core.device_unregister(std::move(devices.at(name)));
     devices.erase(name);
   }
@@ -417,6 +425,7 @@ TEST_F(FuseFsTest, EachWriteIsOneStoreWithTheExactErrno) {
   EXPECT_EQ(::write(*fd, "x", 1), -1);
   EXPECT_EQ(errno, EINVAL);
   EXPECT_EQ(::write(*fd, "0\n", 2), 2); // the same descriptor keeps working after an error
+  auto g = core.lock();
   EXPECT_THAT(sysfs_read(core, "/devices/foo0/online"), IsOkAndHolds("0\n"));
 }
 

@@ -30,7 +30,16 @@ struct Common {
   std::string topology;
   bool verbose = false;
   std::string kernel = "6.16";
+  std::string clock = "real";
 };
+
+/// --clock for the live commands (run, serve).
+void add_clock(CLI::App* cmd, Common& c) {
+  cmd->add_option("--clock", c.clock,
+                  "machine time: real (default) or virtual (moves only with `apemu ctl clock "
+                  "advance`, for deterministic scripts)")
+      ->check(CLI::IsMember({"real", "virtual"}));
+}
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--topology,-t", c.topology,
@@ -42,7 +51,10 @@ void add_common(CLI::App* cmd, Common& c) {
 
 std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
   const std::string path = c.topology.empty() ? testbed::default_topology_path() : c.topology;
-  auto tb = testbed::Testbed::from_file(path, c.verbose, c.kernel);
+  testbed::Options o;
+  o.echo_log = c.verbose;
+  o.kernel_profile = c.kernel;
+  auto tb = testbed::Testbed::from_file(path, std::move(o));
   if (!tb) {
     fail(tb.error(), "boot");
     std::exit(1);
@@ -81,6 +93,7 @@ int main(int argc, char** argv) {
       "run", "run CMD with the emulated tree as /sys in private mount and network namespaces");
   run_cmd->add_option("CMD", run_argv, "command and arguments (after --)");
   add_common(run_cmd, common);
+  add_clock(run_cmd, common);
 
   testbed::ServeOptions serve_opt;
   auto* serve_cmd = app.add_subcommand("serve", "serve the emulated tree on a mountpoint");
@@ -90,6 +103,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--udev-root", serve_opt.udev_root,
                         "also keep a udev database in this directory");
   add_common(serve_cmd, common);
+  add_clock(serve_cmd, common);
 
   std::vector<std::string> ctl_argv;
   std::string ctl_verb;
@@ -115,6 +129,7 @@ int main(int argc, char** argv) {
     ro.argv = run_argv;
     ro.verbose = common.verbose;
     ro.kernel_profile = common.kernel;
+    ro.virtual_clock = common.clock == "virtual";
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");
     return *r;
@@ -123,6 +138,7 @@ int main(int argc, char** argv) {
     serve_opt.topology = common.topology;
     serve_opt.verbose = common.verbose;
     serve_opt.kernel_profile = common.kernel;
+    serve_opt.virtual_clock = common.clock == "virtual";
     auto r = testbed::serve(serve_opt);
     if (!r) return fail(r.error(), "serve");
     return *r;
@@ -145,16 +161,19 @@ int main(int argc, char** argv) {
 
   if (*export_cmd) {
     auto tb = boot_or_exit(common);
+    auto g = tb->lock(); // each one-shot command is an entry point
     if (auto r = tb->export_to(export_dir); !r) return fail(r.error(), "export");
     return 0;
   }
   if (*tree_cmd) {
     auto tb = boot_or_exit(common);
+    auto g = tb->lock();
     std::fputs(tb->dump(tree_path).c_str(), stdout);
     return 0;
   }
   if (*show_cmd) {
     auto tb = boot_or_exit(common);
+    auto g = tb->lock();
     testbed::ShowOptions opt;
     opt.color = color == "always" || (color == "auto" && ::isatty(STDOUT_FILENO));
     opt.matrix = !no_matrix;

@@ -6,9 +6,11 @@
 // apmask/aqmask and applies the binding policy in its bus probe: default drivers (zcrypt) get
 // the APQNs in apmask × aqmask, non-default drivers (vfio_ap) the rest.
 //
-// Divergences: the queue state machine is collapsed (a reset completes at once); scans run
-// when asked (a `scans` write, a configuration change notification from `apemu ctl`, or the
-// daemon's timer) rather than from a kernel timer; no CEX2/CEX3 types (as in 6.5+).
+// Scans run at init, every `config_time` seconds of machine time (the config timer, on the
+// runtime's clock), on a `scans` write and on a configuration change from `apemu ctl`.
+//
+// Divergences: the queue state machine is collapsed (a reset completes at once); no CEX2/CEX3
+// types (as in 6.5+).
 #pragma once
 
 #include <array>
@@ -182,11 +184,13 @@ public:
   /// poll_thread / poll_timeout / config_time knobs (bus attributes).
   struct Knobs {
     int config_time = 30;
-    std::uint64_t config_time_writes = 0; ///< re-arms the periodic scan
     bool poll_thread = false;
     std::uint64_t poll_timeout = 250000;
   };
   Knobs& knobs() { return m_knobs; }
+  /// The config_time store: sets the period and re-arms the config timer (mod_timer), so the
+  /// next periodic scan is `seconds` from now. Locking: machine lock held.
+  void set_config_time(int seconds);
   Result<void> set_ap_domain(int domain);
 
 private:
@@ -207,6 +211,8 @@ private:
   void revise_bindings();
   void check_bindings_complete();
   void root_change(const std::vector<std::pair<std::string, std::string>>& env);
+  /// ap_config_timer: a bus scan every config_time seconds of machine time.
+  void arm_config_timer();
   Result<void> set_qci_domain(Mask256 Qci::*mask, unsigned apqi, bool on);
 
   core::Core* m_core;
@@ -223,6 +229,7 @@ private:
   std::uint64_t m_bindings_complete_count = 0;
   int m_override_count = 0;
   Knobs m_knobs;
+  Runtime::TimerId m_config_timer = 0;
 };
 
 } // namespace apemu::ap

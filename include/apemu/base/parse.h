@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -40,6 +41,13 @@ Result<long long> sscanf_int(std::string_view s, unsigned base);
 
 /// sysfs_streq: equal, or equal apart from one trailing newline on either side.
 bool sysfs_streq(std::string_view a, std::string_view b);
+
+/// A duration for people: a decimal number with an optional fraction and a unit `ns`, `us`,
+/// `ms`, `s` (the default), `m` or `h`, e.g. "30", "1.5s", "250ms". Returns: EINVAL for anything
+/// else, ERANGE above 100 days.
+Result<std::chrono::nanoseconds> parse_duration(std::string_view s);
+/// The inverse for messages: "1.5s", "250ms", "30s".
+std::string format_duration(std::chrono::nanoseconds d);
 
 /// A 128-bit UUID in canonical 8-4-4-4-12 lower/upper hex form.
 struct Uuid {

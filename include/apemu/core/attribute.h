@@ -33,21 +33,32 @@ class Class;
 template <class Obj> struct Attribute final : kernfs::AttrOps {
   using Show = Result<std::string> (*)(Obj&);
   using Store = Result<void> (*)(Obj&, std::string_view);
+  /// A store that may block its writer (see kernfs::Blocker; `blocker` may be null).
+  using BlockingStore = Result<void> (*)(Obj&, std::string_view, kernfs::Blocker* blocker);
 
   Attribute(std::string_view n, mode_t m, Show s, Store st)
       : name(n), mode(m), show_fn(s), store_fn(st) {}
+  /// A row whose store may block (DEVICE_ATTR_WO of a store that waits, e.g. mdev `remove`).
+  static Attribute blocking(std::string_view n, mode_t m, Show s, BlockingStore st) {
+    Attribute a(n, m, s, Store{nullptr});
+    a.blocking_store_fn = st;
+    return a;
+  }
 
   std::string_view name;
   mode_t mode;
   Show show_fn;
-  Store store_fn;
+  Store store_fn = nullptr;
+  BlockingStore blocking_store_fn = nullptr;
 
   bool can_show() const override { return show_fn != nullptr; }
-  bool can_store() const override { return store_fn != nullptr; }
+  bool can_store() const override { return store_fn || blocking_store_fn; }
+  bool can_block() const override { return blocking_store_fn != nullptr; }
   Result<std::string> show(void* ctx) const override {
     return show_fn(*static_cast<Obj*>(ctx));
   }
-  Result<void> store(void* ctx, std::string_view text) const override {
+  Result<void> store(void* ctx, std::string_view text, kernfs::Blocker* b) const override {
+    if (blocking_store_fn) return blocking_store_fn(*static_cast<Obj*>(ctx), text, b);
     return store_fn(*static_cast<Obj*>(ctx), text);
   }
 };

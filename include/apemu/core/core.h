@@ -5,12 +5,14 @@
 // the uevent broadcaster and the kernel log, and is the only code that creates generic files,
 // links and list entries. Subsystems register BusType/DriverOps/ClassType tables and Devices.
 //
-// Locking: every public function takes the model lock (tree().mutex(), recursive), so they may
-// be called from attribute callbacks. Events are delivered to subscribers synchronously, in
-// SEQNUM order, while the lock is held.
+// Locking: every public function requires the machine lock (runtime().lock()) and asserts it;
+// none takes it. Entry points (FUSE handlers, control commands, timers, C++ callers such as
+// tests) take it once. Events are delivered to subscribers synchronously, in SEQNUM order,
+// while the lock is held.
 //
 // @code
 //   core::Core core;
+//   auto g = core.lock();                   // this code is the entry point
 //   auto* bus = *core.bus_register({.name = "foo"});
 //   auto* drv = *core.driver_register(*bus, {.name = "food", .probe = [](Device&) {
 //     return Result<void>{}; }});
@@ -53,16 +55,23 @@ enum class BusEvent {
 
 class Core {
 public:
+  /// A machine driven by `rt` (its lock, clock and executor).
+  explicit Core(Runtime& rt);
+  /// A machine with a runtime of its own (virtual clock, no executor thread).
   Core();
   ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
+  Runtime& runtime() const { return *m_rt; }
   kernfs::Tree& tree() { return m_tree; }
   const kernfs::Tree& tree() const { return m_tree; }
   uevent::Broadcaster& uevents() { return m_uevents; }
   Log& log() { return m_log; }
-  std::unique_lock<std::recursive_mutex> lock() const { return m_tree.lock(); }
+  /// Takes the machine lock for a scope: only entry points call this.
+  [[nodiscard]] MachineGuard lock() const { return m_rt->lock().guard(); }
+  /// Asserts that the caller holds the machine lock.
+  void held() const { m_rt->lock().assert_held(); }
 
   /// Well-known directories.
   const std::shared_ptr<kernfs::Dir>& devices_dir() const { return m_devices_dir; }
@@ -184,6 +193,7 @@ public:
   std::shared_ptr<kernfs::Dir> module_dir_for(const std::string& name);
 
 private:
+  explicit Core(std::unique_ptr<Runtime> own);
   // dd.c
   Result<void> really_probe(Device& dev, Driver& drv);
   void driver_bound(Device& dev);
@@ -214,6 +224,8 @@ private:
   friend struct DriverFiles;
   friend struct DeviceFiles;
 
+  std::unique_ptr<Runtime> m_own_rt; ///< Core() only
+  Runtime* m_rt;
   kernfs::Tree m_tree;
   uevent::Broadcaster m_uevents;
   Log m_log;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "apemu/base/result.h"
+#include "apemu/base/runtime.h"
 
 namespace apemu::kernfs {
 
@@ -36,6 +37,25 @@ enum class NodeType : std::uint8_t { Dir, Attr, Link };
 class Dir;
 class Tree;
 
+/// The writer's side of a store that may block (an mdev `remove` whose device is in use blocks
+/// its writer until user space releases the device). A store that cannot finish now calls
+/// block(), arranges for the returned Completion to be completed later (under the machine
+/// lock), and returns Error(kEIocbQueued). The writer then waits for the completion: the FUSE
+/// adapter keeps the request and replies when it completes; an interrupted writer cancels it.
+class Blocker {
+public:
+  /// Called by the store. Locking: machine lock held.
+  std::shared_ptr<Completion> block() {
+    if (!m_completion) m_completion = std::make_shared<Completion>();
+    return m_completion;
+  }
+  /// The completion a blocked store handed out, or null.
+  const std::shared_ptr<Completion>& completion() const { return m_completion; }
+
+private:
+  std::shared_ptr<Completion> m_completion;
+};
+
 /// The callbacks of an attribute. Subsystems keep these in static tables (one row per attribute
 /// name, like DEVICE_ATTR_RW) and every attribute node points at its row plus a context pointer,
 /// so a million attribute nodes cost no per-node closures.
@@ -44,10 +64,14 @@ public:
   virtual ~AttrOps() = default;
   virtual bool can_show() const = 0;
   virtual bool can_store() const = 0;
+  /// True when store() may block its writer (see Blocker).
+  virtual bool can_block() const { return false; }
   /// Renders the value. Returns: the errno that read(2) reports.
   virtual Result<std::string> show(void* ctx) const = 0;
-  /// Consumes one write(2) worth of text. Returns: the errno that write(2) reports.
-  virtual Result<void> store(void* ctx, std::string_view text) const = 0;
+  /// Consumes one write(2) worth of text. `blocker` is null when the writer cannot wait; a
+  /// store that would block then fails with EAGAIN. Returns: the errno that write(2) reports,
+  /// or kEIocbQueued after blocker->block().
+  virtual Result<void> store(void* ctx, std::string_view text, Blocker* blocker) const = 0;
 };
 
 /// AttrOps from two std::function objects, owned by the node (for one-off attributes whose
@@ -63,7 +87,7 @@ public:
     if (!m_show) return Error(EIO);
     return m_show();
   }
-  Result<void> store(void*, std::string_view text) const override {
+  Result<void> store(void*, std::string_view text, Blocker*) const override {
     if (!m_store) return Error(EIO);
     return m_store(text);
   }
@@ -150,10 +174,12 @@ public:
   bool readable() const { return (mode() & 0444) && m_ops->can_show(); }
   bool writable() const { return (mode() & 0222) && m_ops->can_store(); }
   /// Calls show(). Returns ENODEV on a removed node (kernfs active-reference semantics), EIO
-  /// without show. Locking: model lock.
+  /// without show. Locking: machine lock held.
   Result<std::string> show() const;
-  /// Calls store(). Same errors as show(). Locking: model lock.
-  Result<void> store(std::string_view text) const;
+  bool can_block() const { return m_ops->can_block(); }
+  /// Calls store() with the text up to its first NUL. Same errors as show(); kEIocbQueued when
+  /// it blocked (see Blocker). Locking: machine lock held.
+  Result<void> store(std::string_view text, Blocker* blocker = nullptr) const;
 
 private:
   const AttrOps* m_ops;

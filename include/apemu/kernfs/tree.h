@@ -1,17 +1,17 @@
-// kernfs::Tree: owns the root directory, hands out node ids and holds the model lock.
+// kernfs::Tree: owns the root directory and hands out node ids.
 //
-// Locking: one recursive mutex (the "model lock") protects the whole machine model: the tree,
-// the driver core and every subsystem. show()/store() callbacks run with it held, which gives the
-// kernfs "active protection" for free: a node cannot be removed while its callback runs. The lock
-// is recursive because stores call back into the core (e.g. `bind` probes a driver which creates
-// attributes). Change notifications are reported to a listener while the lock is held; the
+// Locking: the tree belongs to one machine and is protected by that machine's MachineLock (the
+// Runtime's, or a lock of its own for a standalone tree). Every mutating function and every
+// show()/store() asserts that the caller holds it; it is taken once at each entry point (a FUSE
+// handler, a control command, a timer, a C++ caller), never inside. show()/store() run with it
+// held, which gives the kernfs "active protection" for free: a node cannot be removed while its
+// callback runs. Change notifications are reported to a listener while the lock is held; the
 // listener must only queue them (the FUSE adapter drains its queue on another thread after the
 // lock is released, per libfuse's rule for notify_inval_*).
 #pragma once
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -31,14 +31,18 @@ struct Change {
 
 class Tree {
 public:
+  /// A tree protected by `lock` (the machine's).
+  explicit Tree(MachineLock& lock);
+  /// A standalone tree with a lock of its own (tests, tools).
   Tree();
   Tree(const Tree&) = delete;
   Tree& operator=(const Tree&) = delete;
 
-  /// The model lock (recursive). Every public function of core/ takes it; kernfs functions
-  /// below expect it to be held by the caller.
-  std::recursive_mutex& mutex() const { return m_mutex; }
-  std::unique_lock<std::recursive_mutex> lock() const { return std::unique_lock(m_mutex); }
+  /// The machine lock that protects this tree.
+  MachineLock& machine_lock() const { return *m_lock; }
+  /// Takes the machine lock for a scope (an entry point).
+  [[nodiscard]] MachineGuard lock() const { return m_lock->guard(); }
+  void assert_locked() const { m_lock->assert_held(); }
 
   const std::shared_ptr<Dir>& root() const { return m_root; }
 
@@ -84,7 +88,8 @@ private:
   void deactivate(Node& node);
   void notify(Change::Kind kind, const Dir& parent, const std::string& name, NodeId node);
 
-  mutable std::recursive_mutex m_mutex;
+  std::unique_ptr<MachineLock> m_own_lock; ///< standalone trees only
+  MachineLock* m_lock;
   std::shared_ptr<Dir> m_root;
   NodeId m_next_id = kRootId + 1;
   std::size_t m_node_count = 1;
@@ -101,11 +106,13 @@ public:
   /// ENOENT for a removed node.
   static Result<OpenFile> open(const std::shared_ptr<Node>& node, bool read, bool write);
 
-  /// Reads up to `size` bytes at `offset`. Re-renders when offset is 0. Locking: model lock.
+  /// Reads up to `size` bytes at `offset`. Re-renders when offset is 0. Locking: machine lock.
   Result<std::string> read(std::size_t offset, std::size_t size);
   /// One store() of at most kPageSize bytes. Returns the number of bytes consumed (0 for an
-  /// empty write, which does not call store). Locking: model lock.
-  Result<std::size_t> write(std::string_view data);
+  /// empty write, which does not call store); kEIocbQueued when the store blocked (then
+  /// blocker->completion() finishes it, and the count is min(size, kPageSize)).
+  /// Locking: machine lock.
+  Result<std::size_t> write(std::string_view data, Blocker* blocker = nullptr);
 
   const std::shared_ptr<Attr>& attr() const { return m_attr; }
 
@@ -120,7 +127,7 @@ private:
 };
 
 /// Renders an attribute as a reader of the real sysfs would see it with one read at offset 0:
-/// show() truncated to kPageSize-1 bytes. Locking: model lock.
+/// show() truncated to kPageSize-1 bytes. Locking: machine lock.
 Result<std::string> read_attr(const Attr& attr);
 
 } // namespace apemu::kernfs

@@ -39,6 +39,7 @@ namespace apemu::testbed {
 
 /// Runs one command. Returns: its output (text, and JSON where the verb has a structured
 /// result), or the errno of the failed operation (EINVAL for unknown verbs or bad arguments).
+/// Locking: machine lock held (the control server takes it per command).
 Result<CommandOutput> execute_command(Testbed& tb, const std::vector<std::string>& argv);
 
 struct ControlServerOptions {

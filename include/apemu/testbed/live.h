@@ -1,6 +1,7 @@
 // A live machine: the Testbed's tree served through FUSE, uevents delivered to real udev
-// clients (udev netlink group in the caller's network namespace, /run/udev database) and the
-// control socket for `apemu ctl`. Used by `apemu serve` and `apemu run`.
+// clients (udev netlink group in the caller's network namespace, /run/udev database), the
+// control socket for `apemu ctl`, and the runtime's executor thread (timers such as the AP bus
+// config timer, reactions of user space). Used by `apemu serve` and `apemu run`.
 #pragma once
 
 #include <condition_variable>
@@ -30,9 +31,6 @@ struct LiveOptions {
   bool netlink = false;       ///< broadcast udev-format events (only in a private netns!)
   std::string udev_root;      ///< write a udev database here ("" = none)
   std::string control_socket; ///< path of the control socket ("" = none)
-  /// Rescan the AP bus every `config_time` seconds (the kernel's ap_config_timer), so that
-  /// e.g. queue `config` follows a card `config` write as on a real system.
-  bool periodic_scan = true;
   /// Called (on a FUSE thread) when the mount is taken away from outside (see
   /// fusefs::Options::on_lost).
   std::function<void()> on_mount_lost;
@@ -58,11 +56,6 @@ private:
   std::unique_ptr<fusefs::FuseServer> m_fuse;
   std::unique_ptr<ControlServer> m_control;
   int m_subscription = 0;
-  // The periodic AP bus scan (ap_config_timer).
-  std::thread m_scanner;
-  std::mutex m_scan_mutex; // only the scanner and stop() take it, never under the model lock
-  std::condition_variable m_scan_cv;
-  bool m_stopping = false;
 };
 
 } // namespace apemu::testbed

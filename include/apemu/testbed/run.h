@@ -19,6 +19,8 @@ struct RunOptions {
   std::vector<std::string> argv; ///< command; empty = interactive shell when stdin is a tty
   bool verbose = false;
   std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  /// Machine time moves only with `apemu ctl clock advance` (deterministic scripts).
+  bool virtual_clock = false;
 };
 
 /// Must be called while the process is still single-threaded (unshare needs it for a clean
@@ -33,6 +35,7 @@ struct ServeOptions {
   std::string udev_root;      ///< optional udev database directory
   bool verbose = false;
   std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  bool virtual_clock = false; ///< see RunOptions
 };
 
 /// Serves until SIGINT or SIGTERM, then unmounts cleanly. Prints "READY <mountpoint>" on

@@ -30,6 +30,8 @@ struct Options {
   bool vfio_ap = true;
   /// The vfio_ap/mdev kernel profile: "6.16" (default) or "4.20" (see vfio_ap/vfio_ap.h).
   std::string kernel_profile = "6.16";
+  /// Machine time: virtual (moves only with advance(); tests) or real (daemons).
+  Runtime::ClockKind clock = Runtime::ClockKind::Virtual;
 };
 
 /// The default topology file: $APEMU_TOPOLOGY_DIR/default.toml, else the source tree's.
@@ -40,11 +42,17 @@ public:
   /// Builds a machine: core, then (with a topology) the AP bus, its initial scan and zcrypt.
   /// Returns: the errno of the first failing registration.
   static Result<std::unique_ptr<Testbed>> create(Options opt = {});
-  /// create() with the topology read from `path`. Returns: EINVAL for an unknown profile.
-  static Result<std::unique_ptr<Testbed>> from_file(const std::string& path, bool echo_log = false,
-                                                    const std::string& kernel_profile = "6.16");
+  /// create() with the topology read from `path` (opt.topology is replaced). Returns: the
+  /// topology's errors, or create()'s.
+  static Result<std::unique_ptr<Testbed>> from_file(const std::string& path, Options opt = {});
+  /// Takes the machine lock (destruction takes it itself: release it first).
   ~Testbed();
 
+  /// The machine's lock, clock and executor.
+  Runtime& runtime() { return *m_rt; }
+  /// Takes the machine lock: the C++ entry point. Every call below that touches the machine,
+  /// and every call into the objects it exposes, must be made with it held.
+  [[nodiscard]] MachineGuard lock() { return m_rt->lock().guard(); }
   core::Core& core() { return *m_core; }
   /// Null without a topology.
   ap::ApBus* ap_bus() { return m_ap.get(); }
@@ -52,13 +60,14 @@ public:
   /// Null without a topology or with Options::vfio_ap off.
   mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
   vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }
-  /// The tree as text (kernfs::dump_tree) below `path`.
+  /// The tree as text (kernfs::dump_tree) below `path`. Locking: machine lock held.
   std::string dump(const std::string& path = "/") const;
-  /// Writes the tree as plain files below `dir`.
+  /// Writes the tree as plain files below `dir`. Locking: machine lock held.
   Result<void> export_to(const std::filesystem::path& dir) const;
 
 private:
   Testbed() = default;
+  std::unique_ptr<Runtime> m_rt; ///< first in, last out: everything below uses it
   std::unique_ptr<core::Core> m_core;
   std::unique_ptr<ap::ApHardware> m_hw;
   std::unique_ptr<ap::ApBus> m_ap;

@@ -146,7 +146,6 @@ TEST_F(ApTest, NamingAndHierarchy) {
   // cardXX with lower-case hex, XX.YYYY below the card, no queues for control-only domains.
   EXPECT_TRUE(sysfs_exists(core(), "/devices/ap/card05/05.0005"));
   EXPECT_FALSE(sysfs_exists(core(), "/devices/ap/card05/05.0020"));
-  auto lk = core().lock();
   auto dir = core().tree().resolve("/bus/ap/devices");
   std::vector<std::string> names;
   for (auto& c : static_cast<kernfs::Dir&>(*dir).children()) names.push_back(c->name());
@@ -231,6 +230,7 @@ TEST_F(ApTest, InitialScanEventsAndBindingsComplete) {
   core::Core* seen = nullptr;
   (void)seen;
   auto tb2 = std::move(*testbed::Testbed::create(std::move(opt)));
+  auto tb2_guard = tb2->lock(); // another machine: its own entry point
   // The boot already happened; check the recorded counters and rescans instead.
   EventLog ev(tb2->core());
   tb2->ap_bus()->scan();
@@ -365,6 +365,7 @@ TEST(ApKernelParameters, MasksAndDomainFromTheCommandLine) {
   opt.topology = std::move(topo);
   opt.vfio_ap = false; // queues outside the masks stay unbound without vfio_ap
   auto tb = std::move(*testbed::Testbed::create(std::move(opt)));
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   EXPECT_THAT(sysfs_read(tb->core(), "/bus/ap/apmask"),
               IsOkAndHolds("0x04" + std::string(62, '0') + "\n"));
   EXPECT_THAT(sysfs_read(tb->core(), "/bus/ap/bindings"), IsOkAndHolds("2/6\n"));
@@ -375,6 +376,7 @@ TEST(ApKernelParameters, MasksAndDomainFromTheCommandLine) {
   testbed::Options opt2;
   opt2.topology = std::move(topo2);
   auto tb2 = std::move(*testbed::Testbed::create(std::move(opt2)));
+  auto tb2_guard = tb2->lock(); // another machine: its own entry point
   EXPECT_TRUE(tb2->core().log().contains("300 is not a valid cryptographic domain"));
   EXPECT_THAT(sysfs_read(tb2->core(), "/bus/ap/ap_domain"), IsOkAndHolds("4\n"));
 }

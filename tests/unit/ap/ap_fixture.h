@@ -49,7 +49,13 @@ mode = "accel"
 
 class ApTest : public ::testing::Test {
 protected:
-  void SetUp() override { tb = boot(kSmallLpar); }
+  void SetUp() override {
+    tb = boot(kSmallLpar);
+    guard = tb->lock(); // the test body is the entry point
+  }
+  void TearDown() override {
+    if (guard.owns_lock()) guard.unlock(); // the Testbed's destructor takes it itself
+  }
   core::Core& core() { return tb->core(); }
   ap::ApBus& bus() { return *tb->ap_bus(); }
   Result<std::string> read(std::string_view p) { return sysfs_read(core(), p); }
@@ -69,6 +75,7 @@ protected:
   }
 
   std::unique_ptr<testbed::Testbed> tb;
+  MachineGuard guard;
 };
 
 } // namespace apemu::testing

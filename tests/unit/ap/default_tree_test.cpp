@@ -14,6 +14,7 @@ using namespace apemu::testing;
 TEST(DefaultTopology, ExportedTreeMatchesGoldenFile) {
   auto tb = testbed::Testbed::from_file(testbed::default_topology_path());
   ASSERT_THAT(tb, IsOk());
+  auto guard = (*tb)->lock();
   const auto dir = std::filesystem::temp_directory_path() / ("apemu-default-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   ASSERT_THAT((*tb)->export_to(dir), IsOk());

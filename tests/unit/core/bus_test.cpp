@@ -33,6 +33,7 @@ TEST_F(CoreTest, DriverOnUnregisteredBusFailsWithEinval) {
   auto other = *core.bus_register({.name = "gone"});
   core.bus_unregister(*other);
   core::Core core2;
+  auto guard2 = core2.lock(); // another machine, another lock
   auto b2 = *core2.bus_register({.name = "x"});
   core::DriverOps ops;
   ops.name = "d";

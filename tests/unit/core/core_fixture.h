@@ -21,7 +21,11 @@ using core::Ref;
 
 class CoreTest : public ::testing::Test {
 protected:
+  void TearDown() override {
+    if (guard.owns_lock()) guard.unlock();
+  }
   void SetUp() override {
+    guard = core.lock(); // the test body is the entry point
     core::BusType type;
     type.name = "foo";
     type.match = [this](Device& d, const Driver& drv) {
@@ -67,6 +71,7 @@ protected:
   }
 
   Core core;
+  MachineGuard guard;
   core::Bus* bus = nullptr;
   std::map<std::string, std::vector<std::string>> match_table;
   std::map<std::string, int> probe_errno;

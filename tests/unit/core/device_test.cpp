@@ -134,6 +134,7 @@ TEST_F(CoreTest, ChildDevicePlacementAndRelativeLinks) {
 
 TEST(CoreDeathTest, DeletingAParentBeforeItsChildIsABug) {
   core::Core core;
+  auto guard = core.lock(); // the test is the entry point
   auto root = *core.root_device_register("grp");
   auto child = Device::create<Device>("c", [](Device&) {});
   child->set_parent(root.get());
@@ -246,6 +247,7 @@ TEST_F(CoreTest, RenameAndMoveEmitMoveWithDevpathOld) {
 
 TEST(CoreOnline, OnlineAttributeAndEvents) {
   core::Core core;
+  auto guard = core.lock(); // the test is the entry point
   core::BusType t;
   t.name = "cpu";
   int offline_calls = 0;
@@ -272,6 +274,7 @@ TEST(CoreOnline, OnlineAttributeAndEvents) {
 
 TEST(CoreClass, ClassDevicePlacementGlueDirsAndLinks) {
   core::Core core;
+  auto guard = core.lock(); // the test is the entry point
   EventLog ev(core);
   auto* cls = *core.class_register({.name = "zcrypt"});
   EXPECT_THAT(ev.lines(), ElementsAre("add /class/zcrypt"));
@@ -305,6 +308,7 @@ TEST(CoreClass, ClassDevicePlacementGlueDirsAndLinks) {
 
 TEST(CoreClass, CompatClassHoldsOnlyLinks) {
   core::Core core;
+  auto guard = core.lock(); // the test is the entry point
   auto root = *core.root_device_register("vfio_ap");
   auto* cc = *core.class_compat_register("mdev_bus");
   EXPECT_THAT(core.class_compat_register("mdev_bus"), FailsWith(EEXIST));

@@ -27,8 +27,8 @@ const core::DeviceAttributeGroup kVendorGroups[] = {{"", kVendorAttrs}};
 /// A parent device on a test bus, bound to `fakedrv` (whose name becomes the type prefix).
 class MdevTest : public ::testing::Test {
 protected:
+  void SetUp() override { guard = core.lock(); } // the test body is the entry point
   void boot(bool legacy, unsigned max_instances = 3) {
-    auto lk = core.lock();
     bus = *core.bus_register({.name = "fakebus"});
     pdrv = *core.driver_register(
         *bus, {.name = "fakedrv", .probe = [](core::Device&) { return Result<void>{}; }});
@@ -71,6 +71,7 @@ protected:
     if (parent) core.device_unregister(std::move(parent));
     if (pdrv) core.driver_unregister(*pdrv);
     if (bus) core.bus_unregister(*bus);
+    guard.unlock();
   }
   Result<std::size_t> write(std::string_view p, std::string_view v) {
     return sysfs_write(core, p, v);
@@ -78,6 +79,7 @@ protected:
   Result<std::string> read(std::string_view p) { return sysfs_read(core, p); }
 
   core::Core core;
+  MachineGuard guard;
   core::Bus* bus = nullptr;
   core::Driver* pdrv = nullptr;
   core::Ref<core::Device> parent;

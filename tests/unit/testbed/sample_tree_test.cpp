@@ -79,12 +79,14 @@ struct Sample {
 
 TEST(SampleTree, LayoutMatchesGoldenFile) {
   auto tb = std::move(*testbed::Testbed::create());
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   Sample s(tb->core());
   expect_golden("sample_tree.txt", tb->dump("/"));
 }
 
 TEST(SampleTree, ExportHasTheSameLayoutModesAndLinkTargets) {
   auto tb = std::move(*testbed::Testbed::create());
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   Sample s(tb->core());
   const auto dir = std::filesystem::temp_directory_path() / ("apemu-export-" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
@@ -98,6 +100,7 @@ TEST(SampleTree, ExportHasTheSameLayoutModesAndLinkTargets) {
 
 TEST(SampleTree, TeardownLeavesOnlyTheSkeleton) {
   auto tb = std::move(*testbed::Testbed::create());
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   const auto before = tb->core().tree().node_count();
   {
     Sample s(tb->core());

@@ -62,6 +62,7 @@ control_domains = "4-7"
 id = 5
 type = "CEX8"
 )");
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   auto& v = *tb->vfio_ap();
   auto* m = *v.create_mdev(kU1);
   EXPECT_THAT(v.assign_adapter(*m, "64"), FailsWith(ENODEV));
@@ -184,6 +185,7 @@ apmask = "0x"
 aqmask = "0x"
 )";
   auto big = boot_vfio(topo);
+  auto big_guard = big->lock(); // another machine: its own entry point
   auto& v = *big->vfio_ap();
   auto* m = *v.create_mdev(kU2);
   ASSERT_THAT(
@@ -277,6 +279,7 @@ apmask = "0x"
 id = 5
 type = "CEX8"
 )");
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   auto& v = *tb->vfio_ap();
   auto* m = *v.create_mdev(kU1);
   const std::string f(64, 'f');
@@ -302,6 +305,7 @@ control_domains = "4-7"
 id = 5
 type = "CEX8"
 )");
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   auto& v = *tb->vfio_ap();
   auto* m = *v.create_mdev(kU1);
   // 05.0004 is default-owned (masks all ones) and adapter 64 is out of range: EADDRNOTAVAIL.
@@ -310,6 +314,7 @@ type = "CEX8"
 
 TEST_F(VfioApAssign, ApConfigIsAbsentIn420AndTheCxxCallSaysSo) {
   auto old = boot_vfio(kVfioLpar, "4.20");
+  auto old_guard = old->lock(); // another machine: its own entry point
   auto* m = *old->vfio_ap()->create_mdev(kU2);
   EXPECT_THAT(old->vfio_ap()->ap_config_store(*m, ",,"), FailsWith(EOPNOTSUPP));
 }

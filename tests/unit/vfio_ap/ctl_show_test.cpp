@@ -63,6 +63,7 @@ TEST_F(VfioApTest, ShowMarksAssignedApqnsWithALetterPerMdev) {
 
 TEST(VfioApShow, WithoutVfioApTheMatrixHasNoLegend) {
   auto tb = boot_vfio(kVfioLpar, "6.16", false);
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   const std::string out = testbed::render_show(*tb, {.table = false});
   EXPECT_THAT(out, Not(HasSubstr("assigned to mdev")));
   EXPECT_THAT(testbed::execute_command(*tb, {"guest", "show"}), FailsWith(ENODEV));

@@ -58,6 +58,7 @@ TEST_F(VfioApTest, TheTypeIsVfioApPassthroughWith65536Instances) {
 TEST(VfioApModule, InitEmitsMatrixAddBindThenMdevStateRegistered) {
   // vfio-ap.md §1.2, §1.5; clients.md §1.6: add matrix, then change MDEV_STATE=registered.
   auto tb = boot_vfio(kVfioLpar, "6.16", false);
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   EventLog log(tb->core());
   auto mb = mdev::MdevBus::create(tb->core());
   ASSERT_THAT(mb, IsOk());
@@ -96,6 +97,7 @@ TEST(VfioApModule, InitEmitsMatrixAddBindThenMdevStateRegistered) {
 
 TEST(VfioApModule, ProfileAndMdevCoreGenerationMustMatch) {
   auto tb = boot_vfio(kVfioLpar, "6.16", false);
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   auto mb = mdev::MdevBus::create(tb->core(), {.legacy = true});
   ASSERT_THAT(mb, IsOk());
   EXPECT_THAT(
@@ -112,6 +114,7 @@ TEST(VfioApModule, ProfileAndMdevCoreGenerationMustMatch) {
 TEST(VfioApModule, NoQciMeansZeroInfoAndDefaultMaxima) {
   // vfio-ap.md §2.2: without QCI the cached info is zero: maxima 63/15/15, nothing passes.
   auto tb = boot_vfio("qci = false\n" + std::string(kVfioLpar));
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   auto& v = *tb->vfio_ap();
   EXPECT_FALSE(v.info().apxa);
   auto* m = *v.create_mdev(kU1);
@@ -161,6 +164,7 @@ TEST_F(VfioAp420Test, MatrixDeviceIsBusLessWithoutSubsystemDriverOrFeatures) {
 
 TEST(VfioAp420Module, NoMdevStateEventForTheBusLessParent) {
   auto tb = boot_vfio(kVfioLpar, "4.20", false);
+  auto tb_guard = tb->lock(); // another machine: its own entry point
   EventLog log(tb->core());
   auto mb = mdev::MdevBus::create(tb->core(), {.legacy = true});
   auto v = vfio_ap::VfioAp::create(*tb->ap_bus(), **mb, {.profile = vfio_ap::KernelProfile::V4_20});

@@ -66,7 +66,13 @@ inline std::string mdev_path(const char* uuid) { return std::string(kMatrixDir) 
 class VfioApTest : public ::testing::Test {
 protected:
   virtual const char* profile() const { return "6.16"; }
-  void SetUp() override { tb = boot_vfio(kVfioLpar, profile()); }
+  void SetUp() override {
+    tb = boot_vfio(kVfioLpar, profile());
+    guard = tb->lock(); // the test body is the entry point
+  }
+  void TearDown() override {
+    if (guard.owns_lock()) guard.unlock(); // the Testbed's destructor takes it itself
+  }
 
   core::Core& core() { return tb->core(); }
   ap::ApBus& bus() { return *tb->ap_bus(); }
@@ -107,6 +113,7 @@ protected:
   }
 
   std::unique_ptr<testbed::Testbed> tb;
+  MachineGuard guard;
 };
 
 } // namespace apemu::testing
