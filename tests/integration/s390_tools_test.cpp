@@ -73,6 +73,7 @@ bool have_kernel_profiles() {
 ///   r TOOL ARGS...  prints "$ TOOL ARGS", the tool's stdout+stderr, "rc=N"
 ///   e TOOL ARGS...  the same with stdout dropped (the error message only)
 ///   w VALUE FILE    writes VALUE to a sysfs FILE as `echo` does, printing "# echo VALUE > FILE"
+///   c VERB...       changes the simulated firmware with `apemu ctl VERB...` ("# apemu ctl ...")
 /// and returns the whole transcript (the golden strings below are such transcripts).
 std::string transcript(const std::string& profile, const std::string& topology,
                        const std::string& script) {
@@ -85,6 +86,7 @@ std::string transcript(const std::string& profile, const std::string& topology,
                          "e() { echo \"\\$ $* >/dev/null\"; \"$X\" \"$@\" 2>&1 >/dev/null; "
                          "echo \"rc=$?\"; }\n"
                          "w() { echo \"# echo $1 > $2\"; echo \"$1\" > \"$2\" || echo FAILED; }\n"
+                         "c() { echo \"# apemu ctl $*\"; '" APEMU_BIN "' ctl \"$@\" >/dev/null; }\n"
                       << script;
   auto o = sh("S390X_SYSROOT='" + kSysroot + "' " + APEMU_BIN + " run -t " + topology +
               " --kernel " + profile + " -- sh " + path);
@@ -340,7 +342,11 @@ TEST(S390Tools, ChzcryptSetsCardsAndQueuesOnlineAndOffline) {
                                      "r chzcrypt -e 07\n"
                                      "r chzcrypt -d 01.0009\n"
                                      "r chzcrypt -e xyz\n"
-                                     "r chzcrypt -e\n");
+                                     "r chzcrypt -e\n"
+                                     "r chzcrypt -d -a\n"
+                                     "r lszcrypt .4\n"
+                                     "r chzcrypt -e -a\n"
+                                     "r lszcrypt .4\n");
   // clang-format off
   const std::string want =
       // §4.2: card online=0 forces every queue of the card to 0; §7 row "chzcrypt -d 05".
@@ -395,7 +401,26 @@ TEST(S390Tools, ChzcryptSetsCardsAndQueuesOnlineAndOffline) {
       "rc=1\n"
       "$ chzcrypt -e\n"
       "chzcrypt: Need to specify at least one device ID.\n"
-      "rc=1\n";
+      "rc=1\n"
+      // -a: every card.* entry of bus/ap/devices; the queues follow their cards (§9.2, §4.2).
+      "$ chzcrypt -d -a\n"
+      "rc=0\n"
+      "$ lszcrypt .4\n" +
+      kHead +
+      "00.0004     CEX8A Accelerator offline         0\n"
+      "01.0004     CEX7C CCA-Coproc  offline         0\n"
+      "0b.0004     CEX6P EP11-Coproc offline         0\n"
+      "1f.0004     CEX7A Accelerator offline         0\n"
+      "rc=0\n"
+      "$ chzcrypt -e -a\n"
+      "rc=0\n"
+      "$ lszcrypt .4\n" +
+      kHead +
+      "00.0004     CEX8A Accelerator online          0\n"
+      "01.0004     CEX7C CCA-Coproc  online          0\n"
+      "0b.0004     CEX6P EP11-Coproc online          0\n"
+      "1f.0004     CEX7A Accelerator online          0\n"
+      "rc=0\n";
   // clang-format on
   EXPECT_EQ(got, want);
 }
@@ -462,6 +487,50 @@ TEST(S390Tools, ChzcryptConfigOffAndOnThenLszcryptVerbose) {
       "rc=1\n";
   // clang-format on
   EXPECT_TRANSCRIPT_6_16(got, want);
+}
+
+TEST(S390Tools, ChzcryptCannotEnableACheckstoppedCard) {
+  REQUIRE_S390_TOOLS();
+  const std::string got = transcript("6.16", kMain,
+                                     "c card chkstop 1 on\n"
+                                     "w 1 /sys/bus/ap/scans\n"
+                                     "r lszcrypt 01\n"
+                                     "r chzcrypt -e 01\n"
+                                     "r chzcrypt -e 01.0004\n"
+                                     "c card chkstop 1 off\n"
+                                     "w 1 /sys/bus/ap/scans\n"
+                                     "r lszcrypt 01\n");
+  // clang-format off
+  const std::string want =
+      // The scan sees TAPQ RC 4 (§6.2, §6.5): card and queue chkstop 1, config stays 1, so
+      // online reads 0 (§4.2, §4.4) and 2.16, which knows no `chkstop` status, prints `offline`
+      // (master would print `chkstop`, §7, §9.1). Writing online=1 then fails with ENODEV
+      // (§4.2, §4.4) and chzcrypt reports the read-back (§9.2). When the check-stop ends the
+      // queues are re-initialised and the soft-online flags still hold 1 (§6.5, §7).
+      "# apemu ctl card chkstop 1 on\n"
+      "# echo 1 > /sys/bus/ap/scans\n"
+      "$ lszcrypt 01\n" +
+      kHead +
+      "01          CEX7C CCA-Coproc  offline         0\n"
+      "01.0004     CEX7C CCA-Coproc  offline         0\n"
+      "01.002a     CEX7C CCA-Coproc  offline         0\n"
+      "rc=0\n"
+      "$ chzcrypt -e 01\n"
+      "chzcrypt: Error - unable to set cryptographic device card01 online.\n"
+      "rc=1\n"
+      "$ chzcrypt -e 01.0004\n"
+      "chzcrypt: Error - unable to set cryptographic device card01/01.0004 online.\n"
+      "rc=1\n"
+      "# apemu ctl card chkstop 1 off\n"
+      "# echo 1 > /sys/bus/ap/scans\n"
+      "$ lszcrypt 01\n" +
+      kHead +
+      "01          CEX7C CCA-Coproc  online          0\n"
+      "01.0004     CEX7C CCA-Coproc  online          0\n"
+      "01.002a     CEX7C CCA-Coproc  online          0\n"
+      "rc=0\n";
+  // clang-format on
+  EXPECT_EQ(got, want);
 }
 
 TEST(S390Tools, ChzcryptBusSettingsAreReadBackAsTheKernelStoresThem) {
