@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps configure build run test bench clean
+.PHONY: all deps configure build sysroot run test bench clean
 
 all: build
 
@@ -16,10 +16,14 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# Debian 12's s390x s390-tools for the conformance tests (once; a stamp makes it a no-op).
+sysroot: deps
+	@./scripts/s390x-sysroot.sh $(BUILD)/s390x-sysroot
+
 run: build
 	APEMU=$(CURDIR)/$(BUILD)/apemu ./$(BUILD)/apemu run -- sh ./scripts/demo.sh
 
-test: build
+test: build sysroot
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 bench: build

@@ -4,7 +4,10 @@
 set -eu
 PKGS="cmake ninja-build g++ make pkg-config git util-linux \
   libfuse3-dev fuse3 libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev \
-  libgtest-dev libgmock-dev googletest libbenchmark-dev libudev-dev udev mdevctl"
+  libgtest-dev libgmock-dev googletest libbenchmark-dev libudev-dev udev mdevctl \
+  qemu-user-static binutils debian-archive-keyring"
+# qemu-user-static runs the s390x s390-tools of the tests (invoked explicitly, so binfmt_misc need
+# not be mounted); binutils (readelf) and the archive keyring serve scripts/s390x-sysroot.sh.
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
