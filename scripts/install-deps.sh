@@ -1,10 +1,15 @@
 #!/bin/sh
 # Installs the Debian packages apemu needs, only when some are missing (idempotent, quiet when
 # everything is present). Runs as root (CI, the dev machines) or through sudo.
+# libvirt-daemon (libvirtd with its node-device driver; it pulls the QEMU driver, not QEMU) and
+# libvirt-clients (virsh) serve tests/integration/libvirt_test.cpp, which starts libvirtd only
+# inside `apemu run`. Without libvirt-daemon-system no service is installed or started on the
+# host. About 4 MB to download, 13 MB installed (bookworm, --no-install-recommends).
 set -eu
 PKGS="cmake ninja-build g++ make pkg-config git util-linux \
   libfuse3-dev fuse3 libssl-dev nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libfmt-dev \
-  libgtest-dev libgmock-dev googletest libbenchmark-dev libudev-dev udev mdevctl"
+  libgtest-dev libgmock-dev googletest libbenchmark-dev libudev-dev udev mdevctl \
+  libvirt-daemon libvirt-clients"
 missing=""
 for p in $PKGS; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
