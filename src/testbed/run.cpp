@@ -37,7 +37,8 @@ Result<void> sys_mount(const char* src, const char* target, const char* type, un
 }
 
 Result<void> make_dir(const char* path, mode_t mode) {
-  if (::mkdir(path, mode) != 0 && errno != EEXIST) return sys_error(errno, std::string("mkdir ") + path);
+  if (::mkdir(path, mode) != 0 && errno != EEXIST)
+    return sys_error(errno, std::string("mkdir ") + path);
   return {};
 }
 
@@ -55,8 +56,9 @@ std::string parent_of(const std::string& path) {
 /// tmpfs options giving the root directory the mode (octal) and owner of `st`.
 std::string tmpfs_options(const struct stat& st) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "mode=%04o,uid=%u,gid=%u", static_cast<unsigned>(st.st_mode & 07777),
-                static_cast<unsigned>(st.st_uid), static_cast<unsigned>(st.st_gid));
+  std::snprintf(buf, sizeof buf, "mode=%04o,uid=%u,gid=%u",
+                static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(st.st_uid),
+                static_cast<unsigned>(st.st_gid));
   return buf;
 }
 
@@ -169,8 +171,7 @@ private:
     if (errno != ENOENT) return sys_error(errno, "stat " + path);
     const std::string parent = parent_of(path);
     if (parent == path) return sys_error(ENOENT, path);
-    APEMU_TRY(bool parent_existed, ensure_dir(parent));
-    (void)parent_existed;
+    APEMU_TRY_VOID(ensure_dir(parent));
     if (!creates_privately(parent)) APEMU_TRY_VOID(shadow(parent));
     APEMU_TRY_VOID(make_dir(path.c_str(), 0755));
     m_private_trees.push_back(path);
@@ -215,7 +216,8 @@ private:
         const ssize_t n = ::readlinkat(fd, name.c_str(), link.data(), link.size());
         if (n < 0) return sys_error(errno, "readlink " + target);
         link.resize(static_cast<std::size_t>(n));
-        if (::symlink(link.c_str(), target.c_str()) != 0) return sys_error(errno, "symlink " + target);
+        if (::symlink(link.c_str(), target.c_str()) != 0)
+          return sys_error(errno, "symlink " + target);
         (void)::lchown(target.c_str(), es.st_uid, es.st_gid);
         continue;
       }
@@ -295,7 +297,8 @@ Result<int> run_isolated(const RunOptions& opt) {
     else
       APEMU_TRY_VOID(priv.make_overlay(place.path));
     if (std::string_view(place.path) == "/run")
-      for (const char* d : {"/run/udev", "/run/lock", "/run/apemu"}) APEMU_TRY_VOID(make_dir(d, 0755));
+      for (const char* d : {"/run/udev", "/run/lock", "/run/apemu"})
+        APEMU_TRY_VOID(make_dir(d, 0755));
   }
   // An empty mdevctl configuration, but with the script directories mdevctl 1.2 expects to read.
   for (const char* d : {"/etc/mdevctl.d/scripts.d", "/etc/mdevctl.d/scripts.d/callouts",

@@ -66,9 +66,11 @@ const char* kNameW = "mdev_22222222_3333_4444_5555_666666666666_matrix";
 /// directories.
 Output run_libvirt(const std::string& body, bool allow_libvirtd_errors = false) {
   const std::string pidfile = temp_path("pid");
-  const std::string var_lib_before = sh("ls -A /var/lib/libvirt /etc/libvirt /etc/mdevctl.d 2>&1").text;
+  const std::string host_dirs = "ls -A /var/lib/libvirt /etc/libvirt /etc/mdevctl.d 2>&1";
+  const std::string host_before = sh(host_dirs).text;
   const std::string prelude = std::string("set -u\nexport LC_ALL=C\n") +
       "L=/run/apemu-libvirt; mkdir -p $L/drivers\n"
+      "T=/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough\n"
       // libvirtd loads every connection driver it finds; the QEMU driver's start needs the
       // libvirt-qemu user of libvirt-daemon-system and its failure stops libvirtd, so only the
       // node-device driver is offered (LIBVIRT_DRIVER_DIR).
@@ -107,7 +109,7 @@ Output run_libvirt(const std::string& body, bool allow_libvirtd_errors = false) 
   if (pid > 0) {
     EXPECT_NE(::kill(pid, 0), 0) << "libvirtd " << pid << " outlived apemu run";
   }
-  EXPECT_EQ(sh("ls -A /var/lib/libvirt /etc/libvirt /etc/mdevctl.d 2>&1").text, var_lib_before);
+  EXPECT_EQ(sh(host_dirs).text, host_before);
   return o;
 }
 
@@ -129,10 +131,11 @@ TEST(LibvirtNodedev, ListsApCardsQueuesTheMatrixAndMdevsByCapability) {
       "q9() { v nodedev-list --cap ap_queue | grep ap_09; }\n"
       "until_out ap_09_0004 q9\n"
       APEMU_BIN " ctl card remove 9 >/dev/null\n"
-      "until_out \"$(printf 'ap_card00\\nap_card01\\nap_card02\\n')\" v nodedev-list --cap ap_card\n"
+      "until_out \"$(printf 'ap_card00\\nap_card01\\nap_card02\\n')\" "
+      "v nodedev-list --cap ap_card\n"
       "echo '# mdev made through sysfs'\n"
       "echo -1 > /sys/bus/ap/apmask\n"
-      "echo $U > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n"
+      "echo $U > $T/create\n"
       "until_out \"$(printf '" + kNameU + "\\n')\" v nodedev-list --cap mdev\n"
       "echo 1 > /sys/bus/mdev/devices/$U/remove\n"
       "until_out '' v nodedev-list --cap mdev\n";
@@ -171,7 +174,7 @@ TEST(LibvirtNodedev, DumpxmlOfACardAQueueAndTheMatrix) {
       "v nodedev-dumpxml ap_00_0004\n"
       "v nodedev-dumpxml ap_01_0007\n"
       "v nodedev-dumpxml ap_matrix\n"
-      "echo $U > /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create\n"
+      "echo $U > $T/create\n"
       "v nodedev-dumpxml ap_matrix | grep availableInstances\n"
       "echo 1 > /sys/bus/mdev/devices/$U/remove\n";
   auto o = run_libvirt(body);
@@ -253,7 +256,8 @@ TEST(LibvirtNodedev, DefineStartDestroyUndefineAVfioApMdev) {
       "> $L/events 2>&1 & EPID=$!\n"
       // A hot-plugged card proves the listener is registered before the mdev's first event.
       "ready() { " APEMU_BIN " ctl card add 9 CEX8 accel 4 >/dev/null; sleep 0.1; "
-      APEMU_BIN " ctl card remove 9 >/dev/null; grep -q ' ap_card09: Created' $L/events && echo ready; }\n"
+      APEMU_BIN " ctl card remove 9 >/dev/null; "
+      "grep -q ' ap_card09: Created' $L/events && echo ready; }\n"
       "until_out ready ready\n"
       "ev() { until_out \"$1\" sh -c \"grep -c ' $N: ' $L/events\"; }\n"
       "mdev_xml $U assign_adapter=0x01 assign_domain=0x0004 assign_domain=5 "
@@ -381,10 +385,10 @@ TEST(LibvirtNodedev, CreateAndDestroyATransientVfioApMdev) {
       "x() { v nodedev-dumpxml $N | grep -e '<path>' -e vfio_ap_mdev -e '<attr'; }\n"
       "until_out \"$(printf \"  <path>/sys/devices/vfio_ap/matrix/$U</path>\\n    "
       "<name>vfio_ap_mdev</name>\")\" x\n"
-      "cat /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/available_instances\n"
+      "cat $T/available_instances\n"
       "v nodedev-destroy $N; echo rc=$?\n"
       "ls /sys/bus/mdev/devices | wc -l\n"
-      "cat /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/available_instances\n"
+      "cat $T/available_instances\n"
       "until_out '' v nodedev-list --cap mdev --all\n";
   auto o = run_libvirt(body);
   ASSERT_EQ(o.status, 0) << o.text;
@@ -409,10 +413,11 @@ TEST(LibvirtNodedev, CreateAndDestroyATransientVfioApMdev) {
 }
 
 // vfio-ap.md §3.3 step 5b: an assignment that would give an APQN to a second mdev fails with
-// EADDRINUSE, here while a guest runs on the first one (queue status "in use", §4.7). mdevctl reports the failed attribute write with the errno's text and removes the
-// half-made mdev (clients.md §1.3, "On any attribute failure it calls stop"); libvirt passes
-// mdevctl's message on. Both ways in, a transient create and the start of a definition, must
-// fail so and leave only the first mdev.
+// EADDRINUSE, here while a guest runs on the first one (queue status "in use", §4.7). mdevctl
+// reports the failed attribute write with the errno's text and removes the half-made mdev
+// (clients.md §1.3, "On any attribute failure it calls stop"); libvirt passes mdevctl's message
+// on. Both ways in, a transient create and the start of a definition, must fail so and leave
+// only the first mdev.
 TEST(LibvirtNodedev, AnMdevSharingAnApqnOfARunningMdevIsRefusedWithEaddrinuse) {
   REQUIRE_LIBVIRT();
   const std::string body = std::string("U=") + kU + " W=" + kW + " N=" + kNameU + " NW=" +
@@ -430,11 +435,12 @@ TEST(LibvirtNodedev, AnMdevSharingAnApqnOfARunningMdevIsRefusedWithEaddrinuse) {
       "v nodedev-define $L/$W.xml >/dev/null; echo define2=$?\n"
       "v nodedev-start $NW; echo start2=$?\n"
       "ls /sys/bus/mdev/devices; ls /sys/devices/vfio_ap/matrix | grep -c -- -\n"
-      "cat /sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/available_instances\n"
+      "cat $T/available_instances\n"
       "cat /sys/bus/mdev/devices/$U/matrix\n"
       "until_out \"$N\" v nodedev-list --cap mdev\n"
       "v nodedev-list --cap mdev --inactive\n"
-      APEMU_BIN " ctl dmesg | grep -c \"may not assign queue 01.0004 to mdev: already assigned to $U\"\n"
+      APEMU_BIN " ctl dmesg | "
+      "grep -c \"may not assign queue 01.0004 to mdev: already assigned to $U\"\n"
       APEMU_BIN " ctl guest stop --mdev $U >/dev/null; echo guest=$?\n";
   // libvirtd logs the refused starts, and may log the half-made mdev that vanished before it
   // could read its mdev_type (clients.md §3.2, the 1 s wait), as with a kernel.

@@ -27,9 +27,9 @@ namespace {
 const std::string kApemu = APEMU_BIN;
 
 /// The places made private by default, as the README lists them.
-const std::vector<std::string> kPlaces = {"/run",           "/etc/mdevctl.d",     "/etc/udev/rules.d",
-                                          "/etc/libvirt",   "/var/lib/libvirt",   "/var/cache/libvirt",
-                                          "/var/log/libvirt"};
+const std::vector<std::string> kPlaces = {
+    "/run",         "/etc/mdevctl.d",   "/etc/udev/rules.d", "/etc/libvirt",
+    "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"};
 
 bool exists(const std::string& path) {
   struct stat st {};
@@ -124,7 +124,8 @@ TEST(ApemuRunPrivate, NothingWrittenInAPrivatePlaceReachesTheHost) {
 
 TEST(ApemuRunPrivate, EtcLibvirtShowsTheHostsFiles) {
   REQUIRE_FACILITIES();
-  if (!exists("/etc/libvirt/libvirt.conf")) GTEST_SKIP() << "no /etc/libvirt/libvirt.conf on this host";
+  if (!exists("/etc/libvirt/libvirt.conf"))
+    GTEST_SKIP() << "no /etc/libvirt/libvirt.conf on this host";
   auto o = sh(kApemu + " run -- cat /etc/libvirt/libvirt.conf | cmp - /etc/libvirt/libvirt.conf"
                        " && echo same");
   EXPECT_EQ(o.text, "same\n");
@@ -137,7 +138,8 @@ TEST(ApemuRunPrivate, PrivatePathsAreCheckedWithTheErrnoName) {
   const auto file = d.path + "/keep";
   auto enoent = sh(kApemu + " run --private " + missing + " -- echo ran");
   EXPECT_EQ(enoent.status, 1);
-  EXPECT_EQ(enoent.text, "apemu: run: --private " + missing + ": ENOENT (No such file or directory)\n");
+  EXPECT_EQ(enoent.text,
+            "apemu: run: --private " + missing + ": ENOENT (No such file or directory)\n");
   auto enotdir = sh(kApemu + " run --private " + file + " -- echo ran");
   EXPECT_EQ(enotdir.status, 1);
   EXPECT_EQ(enotdir.text, "apemu: run: --private " + file + ": ENOTDIR (Not a directory)\n");
