@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
       "appears inside only (its parent is shadowed by a tmpfs holding the host's entries).");
   run_cmd->add_option("CMD", run_argv, "command and arguments (after --)");
   run_cmd->add_option("--private", run_private,
-                      "repeatable: CMD sees an empty private tmpfs (same mode and owner) at PATH, "
-                      "an existing host directory other than / or below /sys, /run")
+                      "repeatable: CMD sees an empty private tmpfs (PATH's mode and owner) at "
+                      "PATH, an existing directory; not /, nor at or below /sys or /run")
       ->type_name("PATH")
       ->allow_extra_args(false);
   add_common(run_cmd, common);
