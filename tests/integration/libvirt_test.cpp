@@ -76,7 +76,9 @@ Output run_libvirt(const std::string& body, bool allow_libvirtd_errors = false) 
       // node-device driver is offered (LIBVIRT_DRIVER_DIR).
       "so=$(find /usr/lib /usr/lib64 -name libvirt_driver_nodedev.so 2>/dev/null | head -n1)\n"
       "ln -s \"$so\" $L/drivers/\n"
-      "LIBVIRT_DRIVER_DIR=$L/drivers libvirtd 2>$L/libvirtd.log & LPID=$!\n"
+      // The parent-death signal ends libvirtd even when this script is killed before its trap.
+      "LIBVIRT_DRIVER_DIR=$L/drivers setpriv --pdeathsig TERM libvirtd 2>$L/libvirtd.log & "
+      "LPID=$!\n"
       "echo $LPID > " + pidfile + "\n"
       "trap 'kill $LPID 2>/dev/null; wait $LPID 2>/dev/null' EXIT\n"
       "for i in $(seq 200); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.05; done\n"
