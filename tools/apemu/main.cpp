@@ -89,9 +89,20 @@ int main(int argc, char** argv) {
   add_common(show_cmd, common);
 
   std::vector<std::string> run_argv;
+  std::vector<std::string> run_private;
   auto* run_cmd = app.add_subcommand(
       "run", "run CMD with the emulated tree as /sys in private mount and network namespaces");
+  run_cmd->footer(
+      "Private writable places (nothing CMD writes there reaches the host): empty /run,\n"
+      "/etc/mdevctl.d, /etc/udev/rules.d, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt;\n"
+      "/etc/libvirt shows the host's files, changes stay private. A place missing on the host\n"
+      "appears inside only (its parent is shadowed by a tmpfs holding the host's entries).");
   run_cmd->add_option("CMD", run_argv, "command and arguments (after --)");
+  run_cmd->add_option("--private", run_private,
+                      "repeatable: CMD sees an empty private tmpfs (PATH's mode and owner) at "
+                      "PATH, an existing directory; not /, nor at or below /sys or /run")
+      ->type_name("PATH")
+      ->allow_extra_args(false);
   add_common(run_cmd, common);
   add_clock(run_cmd, common);
 
@@ -130,6 +141,7 @@ int main(int argc, char** argv) {
     ro.verbose = common.verbose;
     ro.kernel_profile = common.kernel;
     ro.virtual_clock = common.clock == "virtual";
+    ro.private_dirs = run_private;
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");
     return *r;

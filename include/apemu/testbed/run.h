@@ -1,10 +1,14 @@
 // `apemu run` and `apemu serve`: process-level setup around a LiveSession.
 //
 // run: like umockdev-run. In a private mount and network namespace it mounts the emulated tree
-// on /sys, gives CMD a private empty /run (with /run/udev holding the udev database and control
-// file, /run/apemu the control socket) and a private empty /etc/mdevctl.d, sets
-// SYSTEMD_DEVICE_VERIFY_SYSFS=0 and APEMU_CTL, runs CMD and returns its exit code. The host's
-// /sys, /run and /etc are never modified: every mount happens in the private namespace.
+// on /sys and gives CMD private writable places: an empty /run (with /run/udev holding the udev
+// database and control file, /run/apemu the control socket), empty /etc/mdevctl.d (with
+// mdevctl 1.2's script directories), /etc/udev/rules.d, /var/lib/libvirt, /var/cache/libvirt and
+// /var/log/libvirt, an /etc/libvirt overlaid on the host's (readable, changes private), and an
+// empty tmpfs at each RunOptions::private_dirs entry. It sets SYSTEMD_DEVICE_VERIFY_SYSFS=0 and
+// APEMU_CTL, runs CMD and returns its exit code. Nothing CMD writes in those places reaches the
+// host, and apemu itself never writes to the host's filesystems: a place missing on the host is
+// created on a tmpfs shadowing its parent (run.cpp, class Privatizer).
 #pragma once
 
 #include <string>
@@ -21,11 +25,17 @@ struct RunOptions {
   std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
   /// Machine time moves only with `apemu ctl clock advance` (deterministic scripts).
   bool virtual_clock = false;
+  /// --private PATH: each an existing host directory (not /, nor below /sys or /run) that CMD
+  /// sees as an empty tmpfs with the directory's mode and owner; mounted after the built-in
+  /// places, in order.
+  std::vector<std::string> private_dirs;
 };
 
 /// Must be called while the process is still single-threaded (unshare needs it for a clean
 /// namespace switch). Returns: CMD's exit status (128+signal when killed); EPERM when namespaces
-/// or mounts are not permitted; EINVAL without CMD and without a terminal.
+/// or mounts are not permitted; EINVAL without CMD and without a terminal; for a --private PATH
+/// (checked before any namespace exists) ENOENT/EACCES/... from stat, ENOTDIR when it is not a
+/// directory, EINVAL for /, /sys and /run or below. Error contexts carry the errno name.
 Result<int> run_isolated(const RunOptions& opt);
 
 struct ServeOptions {
