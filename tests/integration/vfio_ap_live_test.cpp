@@ -162,7 +162,7 @@ TEST(VfioApLive, DocumentationWalkthroughThreeGuestsShareTheMachine) {
       "  apm 0x06" + std::string(62, '0') + " (5-6)\n"
       "  aqm 0x08" + std::string(40, '0') + "1" + std::string(21, '0') + " (4,171)\n"
       "  adm 0x08" + std::string(62, '0') + " (4)\n"
-      "  apcb_writes 1 cfg_chg_signals 1\n"
+      "  apcb_writes 1 cfg_chg_signals 0\n"
       "in use\nin use\n"
       "# 5. hot plug adapter 7 into guest 1\n"
       "cex4queue\n"

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "apemu/profile/kernel_profile.h"
 #include "apemu/testbed/control.h"
 #include "apemu/testbed/run.h"
 #include "apemu/testbed/show.h"
@@ -29,7 +30,7 @@ int fail(const Error& e, const std::string& what) {
 struct Common {
   std::string topology;
   bool verbose = false;
-  std::string kernel = "6.16";
+  std::string kernel; // empty: the newest profile
   std::string clock = "real";
 };
 
@@ -45,8 +46,12 @@ void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--topology,-t", c.topology,
                   "machine topology (TOML); default: topologies/default.toml");
   cmd->add_flag("--verbose,-v", c.verbose, "echo the emulated kernel log to stderr");
-  cmd->add_option("--kernel", c.kernel, "vfio_ap/mdev kernel profile: 6.16 (default) or 4.20")
-      ->check(CLI::IsMember({"6.16", "4.20"}));
+  std::vector<std::string> names;
+  for (const auto& p : profile::all_profiles()) names.emplace_back(p.name);
+  cmd->add_option("--kernel", c.kernel,
+                  "the kernel the machine behaves like (see `apemu kernels`); default: " +
+                      std::string(profile::default_profile().name))
+      ->check(CLI::IsMember(names));
 }
 
 std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
@@ -132,7 +137,16 @@ int main(int argc, char** argv) {
   // Everything after the verb is the verb's, options included (`guest start --mdev UUID`).
   ctl_cmd->prefix_command(true);
 
+  auto* kernels_cmd = app.add_subcommand("kernels", "list the kernel profiles (--kernel NAME)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*kernels_cmd) {
+    for (const auto& p : profile::all_profiles())
+      fmt::print("{:<5} {}{}\n      stands for: {}\n", p.name, p.summary,
+                 &p == &profile::default_profile() ? " (default)" : "", p.stands_for);
+    return 0;
+  }
 
   if (*run_cmd) {
     testbed::RunOptions ro;

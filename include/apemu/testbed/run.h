@@ -22,7 +22,7 @@ struct RunOptions {
   std::string topology;          ///< topology file ("" = default)
   std::vector<std::string> argv; ///< command; empty = interactive shell when stdin is a tty
   bool verbose = false;
-  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   /// Machine time moves only with `apemu ctl clock advance` (deterministic scripts).
   bool virtual_clock = false;
   /// --private PATH: each an existing host directory (not /, nor below /sys or /run) that CMD
@@ -44,7 +44,7 @@ struct ServeOptions {
   std::string control_socket; ///< "" = default_control_socket()
   std::string udev_root;      ///< optional udev database directory
   bool verbose = false;
-  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   bool virtual_clock = false; ///< see RunOptions
 };
 

@@ -16,6 +16,7 @@
 #include "apemu/base/result.h"
 #include "apemu/core/core.h"
 #include "apemu/mdev/mdev.h"
+#include "apemu/testbed/qemu.h"
 #include "apemu/topology/topology.h"
 #include "apemu/vfio_ap/vfio_ap.h"
 
@@ -28,8 +29,9 @@ struct Options {
   bool echo_log = false;
   /// Load the mdev core and vfio_ap after zcrypt (only with a topology).
   bool vfio_ap = true;
-  /// The vfio_ap/mdev kernel profile: "6.16" (default) or "4.20" (see vfio_ap/vfio_ap.h).
-  std::string kernel_profile = "6.16";
+  /// The kernel the machine behaves like (profile::KernelProfile name, e.g. "6.1"); empty: the
+  /// newest profile.
+  std::string kernel_profile;
   /// Machine time: virtual (moves only with advance(); tests) or real (daemons).
   Runtime::ClockKind clock = Runtime::ClockKind::Virtual;
 };
@@ -60,6 +62,8 @@ public:
   /// Null without a topology or with Options::vfio_ap off.
   mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
   vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }
+  /// The QEMU processes that run guests on the mdevs (null without vfio_ap).
+  Qemu* qemu() { return m_qemu.get(); }
   /// The tree as text (kernfs::dump_tree) below `path`. Locking: machine lock held.
   std::string dump(const std::string& path = "/") const;
   /// Writes the tree as plain files below `dir`. Locking: machine lock held.
@@ -74,6 +78,7 @@ private:
   std::unique_ptr<ap::Zcrypt> m_zcrypt;
   std::unique_ptr<mdev::MdevBus> m_mdev;
   std::unique_ptr<vfio_ap::VfioAp> m_vfio_ap;
+  std::unique_ptr<Qemu> m_qemu;
 };
 
 } // namespace apemu::testbed
