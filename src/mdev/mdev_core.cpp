@@ -41,11 +41,11 @@ MdevType* MdevParent::find_type(std::string_view dir_name) const {
 Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core) {
   core.held();
   std::unique_ptr<MdevBus> mb(new MdevBus(core));
-  const bool legacy = mb->legacy();
+  const bool vendor_binds = mb->vendor_driver_binds();
   MdevBus* self = mb.get();
   core::BusType type;
   type.name = std::string(abi::kMdevBus);
-  if (!legacy) {
+  if (vendor_binds) {
     // No automatic matching: only mdev_device_create's explicit attach binds.
     type.match = [](core::Device&, const core::Driver&) { return 0; };
   } else {
@@ -73,7 +73,7 @@ Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core) {
               core.tree().create_dir(*core.kernel_dir(), std::string(abi::kIommuGroups)));
     mb->m_made_groups_dir = true;
   }
-  if (legacy) {
+  if (!vendor_binds) {
     core::DriverOps vfio_mdev;
     vfio_mdev.name = std::string(abi::kVfioMdev);
     vfio_mdev.mod_name = std::string(abi::kVfioMdev);
@@ -98,7 +98,7 @@ Result<MdevDriver*> MdevBus::register_driver(MdevDriverOps ops) {
   m_core->held();
   if (ops.device_api.empty()) return Error(EINVAL, "mdev driver without device_api");
   auto drv = std::make_unique<MdevDriver>(MdevDriver::Key{}, std::move(ops));
-  if (!legacy()) {
+  if (vendor_driver_binds()) {
     APEMU_TRY(drv->m_driver, m_core->driver_register(*m_bus, drv->m_ops.base));
   }
   m_drivers.push_back(std::move(drv));
@@ -194,7 +194,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
   MdevParent& parent = type.parent();
   MdevDriver& drv = parent.driver();
   if (m_by_uuid.count(uuid)) return Error(EEXIST, "mdev " + uuid.str() + " exists");
-  const bool core_counts = !legacy();
+  const bool core_counts = vendor_driver_binds();
   if (core_counts) {
     if (parent.m_available == 0) return Error(drv.ops().exhausted_errno);
     --parent.m_available;
@@ -214,7 +214,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
     m_core->device_del(*dev);
     return e;
   };
-  if (!legacy()) {
+  if (vendor_driver_binds()) {
     if (auto r = m_core->device_driver_attach(*drv.driver(), *dev); !r) return undo(r.error());
   } else {
     // vfio_mdev bound on add (its bus probe attached the IOMMU group); the vendor's create op
@@ -230,7 +230,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
     }
   }
   if (auto r = publish_device(*dev); !r) {
-    if (legacy()) {
+    if (!vendor_driver_binds()) {
       m_core->device_remove_groups(*dev, drv.ops().base.dev_groups);
       if (drv.ops().base.remove) drv.ops().base.remove(*dev);
     }
@@ -296,7 +296,7 @@ void MdevBus::remove_common(MdevDevice& mdev) {
   mdev.m_active = false;
   auto& tree = m_core->tree();
   MdevType& type = mdev.type();
-  if (legacy()) {
+  if (!vendor_driver_binds()) {
     // mdev_device_remove_ops: the vendor's remove, then its attribute groups.
     const auto& ops = mdev.parent_info().driver().ops();
     if (ops.base.remove) ops.base.remove(mdev);

@@ -10,8 +10,8 @@ namespace apemu::vfio_ap {
 
 Result<std::unique_ptr<VfioAp>> VfioAp::create(ap::ApBus& bus, mdev::MdevBus& mdevs) {
   bus.core().held();
-  if (mdevs.legacy() == bus.profile().mdev_vendor_driver_binds)
-    return Error(EINVAL, "the mdev core generation does not match the kernel profile");
+  if (&mdevs.core() != &bus.core())
+    return Error(EINVAL, "the mdev core and the AP bus belong to different machines");
   std::unique_ptr<VfioAp> v(new VfioAp(bus, mdevs));
   if (auto r = v->init(); !r) {
     v->teardown();

@@ -52,7 +52,7 @@ Result<void> VfioAp::mdev_probe(core::Device& dev) {
   m->m_matrix = init_matrix();
   m->m_shadow = init_matrix();
   // vfio_register_emulated_iommu_dev (the legacy mdev bus attached the group itself).
-  if (!m_mdevs->legacy()) APEMU_TRY_VOID(m_mdevs->iommu_group_add_device(md));
+  if (m_mdevs->vendor_driver_binds()) APEMU_TRY_VOID(m_mdevs->iommu_group_add_device(md));
   dev.set_drvdata(m.get());
   m_list.push_back(std::move(m));
   return {};
@@ -61,7 +61,7 @@ Result<void> VfioAp::mdev_probe(core::Device& dev) {
 void VfioAp::mdev_remove(core::Device& dev) {
   MatrixMdev& m = mdev_of(dev);
   if (m.m_request_timer) core().runtime().cancel(m.m_request_timer);
-  if (!m_mdevs->legacy()) m_mdevs->iommu_group_remove_device(m.mdev());
+  if (m_mdevs->vendor_driver_binds()) m_mdevs->iommu_group_remove_device(m.mdev());
   // Reset and unlink every linked queue; the queues stay bound to vfio_ap.
   const auto qs = linked_queues(m);
   (void)reset_queues(qs);

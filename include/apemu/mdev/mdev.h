@@ -198,8 +198,9 @@ public:
 
   core::Core& core() const { return *m_core; }
   core::Bus& bus() const { return *m_bus; }
-  /// The ≤5.x mdev core: generic `vfio_mdev` driver, mdev_parent_ops-style vendor callbacks.
-  bool legacy() const { return !m_core->profile().mdev_vendor_driver_binds; }
+  /// ≥5.16: the vendor's mdev driver binds mdevs; else the generic `vfio_mdev` does and the
+  /// vendor is called through mdev_parent_ops (profile::KernelProfile::mdev_vendor_driver_binds).
+  bool vendor_driver_binds() const { return m_core->profile().mdev_vendor_driver_binds; }
 
   /// mdev_register_driver. Returns: EINVAL without device_api, the core's errors (EBUSY for a
   /// duplicate name). Emits: add /bus/mdev/drivers/NAME (current model only).

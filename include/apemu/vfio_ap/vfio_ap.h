@@ -140,7 +140,7 @@ public:
   /// Module init (vfio-ap.md §1.5): root device, (5.0+) matrix bus, matrix device and driver,
   /// the AP queue driver (binds the queues outside apmask × aqmask), the mdev driver and the
   /// parent with its type. Emits: add/bind of matrix, binds of queues, change MDEV_STATE.
-  /// Returns: EINVAL when the mdev core's generation does not match the profile; the errno of
+  /// Returns: EINVAL when the mdev core and the AP bus are of different machines; the errno of
   /// the failing step; everything before it is undone.
   static Result<std::unique_ptr<VfioAp>> create(ap::ApBus& bus, mdev::MdevBus& mdevs);
   /// Module exit, in reverse. Every mdev must be closed by its user first (the kernel blocks

@@ -47,13 +47,13 @@ protected:
       if (fail_probe) return Error(EIO);
       // (via the device: `mdevs` is already null while the unique_ptr destroys the bus)
       auto& md = mdev::to_mdev_device(d);
-      if (!md.mdev_bus().legacy()) APEMU_TRY_VOID(md.mdev_bus().iommu_group_add_device(md));
+      if (md.mdev_bus().vendor_driver_binds()) APEMU_TRY_VOID(md.mdev_bus().iommu_group_add_device(md));
       return {};
     };
     ops.base.remove = [this](core::Device& d) {
       ++removes;
       auto& md = mdev::to_mdev_device(d);
-      if (!md.mdev_bus().legacy()) md.mdev_bus().iommu_group_remove_device(md);
+      if (md.mdev_bus().vendor_driver_binds()) md.mdev_bus().iommu_group_remove_device(md);
     };
     ops.base.dev_groups = kVendorGroups;
     ops.device_api = "vfio-fake";
