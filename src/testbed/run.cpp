@@ -370,7 +370,12 @@ Result<int> run_isolated(const RunOptions& opt) {
 
   const sigset_t sigs = block_signals();
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
+  if (!opt.state_dir.empty()) {
+    auto g = tb->lock();
+    APEMU_TRY_VOID(tb->enable_state(opt.state_dir)); // restored before anything is served
+  }
   LiveOptions lo;
+  lo.persist = !opt.state_dir.empty();
   lo.mountpoint = "/sys";
   lo.netlink = true; // safe: this is a private network namespace
   lo.udev_root = "/run/udev";
@@ -414,7 +419,12 @@ Result<int> serve(const ServeOptions& opt) {
   const sigset_t sigs = block_signals();
   APEMU_TRY_VOID(prepare_mountpoint(opt.mountpoint));
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
+  if (!opt.state_dir.empty()) {
+    auto g = tb->lock();
+    APEMU_TRY_VOID(tb->enable_state(opt.state_dir)); // restored before anything is served
+  }
   LiveOptions lo;
+  lo.persist = !opt.state_dir.empty();
   lo.mountpoint = opt.mountpoint;
   lo.netlink = false; // the host's udev must not see emulated events
   lo.udev_root = opt.udev_root;

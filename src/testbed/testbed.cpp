@@ -64,6 +64,21 @@ std::string Testbed::dump(const std::string& path) const {
   return kernfs::dump_tree(m_core->tree(), path);
 }
 
+Result<void> Testbed::enable_state(const std::string& dir) {
+  core().held();
+  APEMU_TRY(StateDir d, StateDir::open(dir));
+  APEMU_TRY(auto saved, d.load());
+  if (saved) APEMU_TRY_VOID(state_restore(*this, *saved, d.path()));
+  m_state = std::make_unique<StateDir>(std::move(d));
+  return persist();
+}
+
+Result<void> Testbed::persist() {
+  if (!m_state) return {};
+  core().held();
+  return m_state->save(state_snapshot(*this));
+}
+
 Result<void> Testbed::export_to(const std::filesystem::path& dir) const {
   return kernfs::export_tree(m_core->tree(), dir);
 }

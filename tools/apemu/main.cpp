@@ -35,6 +35,12 @@ struct Common {
 };
 
 /// --clock for the live commands (run, serve).
+void add_state(CLI::App* cmd, std::string& dir) {
+  cmd->add_option("--state", dir,
+                  "keep the machine's state (runtime changes, masks, mdevs ...) in DIR across "
+                  "restarts; every change is durable before its write or ctl command returns");
+}
+
 void add_clock(CLI::App* cmd, Common& c) {
   cmd->add_option("--clock", c.clock,
                   "machine time: real (default) or virtual (moves only with `apemu ctl clock "
@@ -110,6 +116,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   add_common(run_cmd, common);
   add_clock(run_cmd, common);
+  std::string run_state;
+  add_state(run_cmd, run_state);
 
   testbed::ServeOptions serve_opt;
   auto* serve_cmd = app.add_subcommand("serve", "serve the emulated tree on a mountpoint");
@@ -120,6 +128,7 @@ int main(int argc, char** argv) {
                         "also keep a udev database in this directory");
   add_common(serve_cmd, common);
   add_clock(serve_cmd, common);
+  add_state(serve_cmd, serve_opt.state_dir);
 
   std::vector<std::string> ctl_argv;
   std::string ctl_verb;
@@ -155,6 +164,7 @@ int main(int argc, char** argv) {
     ro.verbose = common.verbose;
     ro.kernel_profile = common.kernel;
     ro.virtual_clock = common.clock == "virtual";
+    ro.state_dir = run_state;
     ro.private_dirs = run_private;
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");

@@ -156,6 +156,9 @@ public:
   void start();
   /// Stops and joins the executor thread. Must not be called with the machine lock held.
   void stop();
+  /// Runs after every batch of work of the executor thread, still under the machine lock (the
+  /// commit point of that entry point, e.g. saving the machine's state).
+  void set_after_work(std::function<void()> fn) { m_after_work = std::move(fn); }
 
 private:
   struct Timer {
@@ -178,6 +181,7 @@ private:
   std::uint64_t m_next_seq = 1;
   std::deque<Task> m_posted;
   bool m_running_pending = false;
+  std::function<void()> m_after_work;
 
   std::mutex m_wake_mutex; ///< leaf: taken after the machine lock, never before
   std::condition_variable m_wake_cv;

@@ -25,6 +25,8 @@ struct RunOptions {
   std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   /// Machine time moves only with `apemu ctl clock advance` (deterministic scripts).
   bool virtual_clock = false;
+  /// Keep the machine's state in this directory across runs (state.h); "" = none.
+  std::string state_dir;
   /// --private PATH: each an existing host directory (not /, nor below /sys or /run) that CMD
   /// sees as an empty tmpfs with the directory's mode and owner; mounted after the built-in
   /// places, in order.
@@ -46,6 +48,7 @@ struct ServeOptions {
   bool verbose = false;
   std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   bool virtual_clock = false; ///< see RunOptions
+  std::string state_dir;      ///< see RunOptions
 };
 
 /// Serves until SIGINT or SIGTERM, then unmounts cleanly. Prints "READY <mountpoint>" on

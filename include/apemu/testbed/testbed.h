@@ -17,6 +17,7 @@
 #include "apemu/core/core.h"
 #include "apemu/mdev/mdev.h"
 #include "apemu/testbed/qemu.h"
+#include "apemu/testbed/state.h"
 #include "apemu/topology/topology.h"
 #include "apemu/vfio_ap/vfio_ap.h"
 
@@ -69,6 +70,16 @@ public:
   /// Writes the tree as plain files below `dir`. Locking: machine lock held.
   Result<void> export_to(const std::filesystem::path& dir) const;
 
+  /// Keeps the machine's state in `dir` (state.h): restores what it holds (before anything is
+  /// served), then saves after every change (persist()). Returns: StateDir's and
+  /// state_restore's errors; nothing is restored partially (the machine should be discarded
+  /// after an error). Locking: machine lock held.
+  Result<void> enable_state(const std::string& dir);
+  /// The commit point of an entry point that may have changed the machine (a store, a control
+  /// command, executor work): makes the state durable. No-op without enable_state. Returns: the
+  /// errno of the failed save. Locking: machine lock held.
+  Result<void> persist();
+
 private:
   Testbed() = default;
   std::unique_ptr<Runtime> m_rt; ///< first in, last out: everything below uses it
@@ -79,6 +90,7 @@ private:
   std::unique_ptr<mdev::MdevBus> m_mdev;
   std::unique_ptr<vfio_ap::VfioAp> m_vfio_ap;
   std::unique_ptr<Qemu> m_qemu;
+  std::unique_ptr<StateDir> m_state;
 };
 
 } // namespace apemu::testbed
