@@ -72,6 +72,8 @@ man -P cat apemu 2>&1 | grep -q '^SYNOPSIS' || die "man apemu does not render"
 trap - EXIT
 say "purging apemu"
 $SUDO apt-get purge -y -qq apemu >/dev/null
-! dpkg-query -W -f='${Status}' apemu 2>/dev/null | grep -q "installed" || die "apemu still installed"
-[ ! -e /usr/bin/apemu ] && [ ! -e /usr/share/apemu ] || die "files left after purge"
+if dpkg-query -W -f='${Status}' apemu 2>/dev/null | grep -q "install ok installed"; then
+  die "apemu is still installed"
+fi
+if [ -e /usr/bin/apemu ] || [ -e /usr/share/apemu ]; then die "files left after purge"; fi
 say "OK in $(($(date +%s) - start)) s"
