@@ -1,6 +1,9 @@
 #include "apemu/testbed/testbed.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <system_error>
 
 #include "apemu/kernfs/export.h"
 
@@ -10,9 +13,26 @@
 
 namespace apemu::testbed {
 
+namespace {
+
+/// Whether this process's executable lies below the CMake build tree (build/apemu, the tests,
+/// the benchmarks) rather than in an installed location.
+bool running_from_build_tree() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return false;
+  const fs::path build = fs::weakly_canonical(APEMU_BINARY_DIR, ec);
+  if (ec) return false;
+  return std::mismatch(build.begin(), build.end(), exe.begin(), exe.end()).first == build.end();
+}
+
+} // namespace
+
 std::string default_topology_path() {
   if (const char* d = std::getenv("APEMU_TOPOLOGY_DIR")) return std::string(d) + "/default.toml";
-  return std::string(APEMU_SOURCE_DIR) + "/topologies/default.toml";
+  if (running_from_build_tree()) return std::string(APEMU_SOURCE_DIR) + "/topologies/default.toml";
+  return std::string(APEMU_INSTALL_TOPOLOGY_DIR) + "/default.toml";
 }
 
 Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {

@@ -50,7 +50,7 @@ void add_clock(CLI::App* cmd, Common& c) {
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--topology,-t", c.topology,
-                  "machine topology (TOML); default: topologies/default.toml");
+                  "machine topology (TOML); default: default.toml of the presets");
   cmd->add_flag("--verbose,-v", c.verbose, "echo the emulated kernel log to stderr");
   std::vector<std::string> names;
   for (const auto& p : profile::all_profiles()) names.emplace_back(p.name);

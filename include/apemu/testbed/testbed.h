@@ -37,7 +37,9 @@ struct Options {
   Runtime::ClockKind clock = Runtime::ClockKind::Virtual;
 };
 
-/// The default topology file: $APEMU_TOPOLOGY_DIR/default.toml, else the source tree's.
+/// The default topology file, default.toml in the first of: $APEMU_TOPOLOGY_DIR; the source
+/// tree's topologies/ when the executable lies below the build tree (build/apemu, tests); the
+/// installed presets (<datadir>/apemu/topologies, e.g. /usr/share/apemu/topologies).
 std::string default_topology_path();
 
 class Testbed {
