@@ -14,12 +14,13 @@ allowed() {
     uevent) echo "base" ;;
     core) echo "base profile kernfs uevent" ;;
     ap|mdev) echo "base profile kernfs uevent core" ;;
-    kvm) echo "base" ;;
+    kvm) echo "base profile kernfs uevent core ap" ;;
     vfio_ap) echo "base profile kernfs uevent core ap mdev kvm" ;;
     fusefs) echo "base kernfs" ;;
     netlink) echo "base uevent" ;;
+    guest) echo "base profile kernfs uevent core ap kvm" ;;
     topology) echo "base profile kernfs uevent core ap" ;;
-    testbed) echo "base profile kernfs uevent core ap mdev vfio_ap kvm fusefs netlink topology" ;;
+    testbed) echo "base profile kernfs uevent core ap mdev vfio_ap kvm guest fusefs netlink topology" ;;
     *) echo "" ;;
   esac
 }

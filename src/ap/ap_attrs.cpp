@@ -180,7 +180,20 @@ struct ApCardAttrs {
       if (q) q->m_request_count = 0;
     return {};
   }
-  static Result<std::string> zero(Device&) { return std::string("0\n"); }
+  static Result<std::string> requestq_count(Device& d) {
+    return fmt_d(queue_sum(d, &ApFirmware::Counts::requestq));
+  }
+  static Result<std::string> pendingq_count(Device& d) {
+    return fmt_d(queue_sum(d, &ApFirmware::Counts::pendingq));
+  }
+  /// The card's counts are the sums over its queue devices (ap_card.c).
+  static long long queue_sum(Device& d, unsigned ApFirmware::Counts::*field) {
+    long long n = 0;
+    for (const auto& q : c(d).m_queues)
+      if (q && q->dev_state() != DevState::Uninitiated)
+        n += c(d).ap_bus().firmware().counts(q->apqn()).*field;
+    return n;
+  }
   static Result<std::string> modalias(Device& d) {
     char b[16];
     std::snprintf(b, sizeof b, "ap:t%02X\n", c(d).hwtype());
@@ -211,8 +224,8 @@ static const core::DeviceAttribute kCardAttrs[] = {
     {"depth", 0444, ApCardAttrs::depth, nullptr},
     {"ap_functions", 0444, ApCardAttrs::functions, nullptr},
     {"request_count", 0644, ApCardAttrs::request_count, ApCardAttrs::request_count_reset},
-    {"requestq_count", 0444, ApCardAttrs::zero, nullptr},
-    {"pendingq_count", 0444, ApCardAttrs::zero, nullptr},
+    {"requestq_count", 0444, ApCardAttrs::requestq_count, nullptr},
+    {"pendingq_count", 0444, ApCardAttrs::pendingq_count, nullptr},
     {"modalias", 0444, ApCardAttrs::modalias, nullptr},
     {"config", 0644, ApCardAttrs::config, ApCardAttrs::config_store},
     {"chkstop", 0444, ApCardAttrs::chkstop, nullptr},
@@ -236,7 +249,18 @@ struct ApQueueAttrs {
     q(d).m_request_count = 0;
     return {};
   }
-  static Result<std::string> zero(Device&) { return std::string("0\n"); }
+  /// 0 while UNINITIATED (ap-bus.md §4.3); else the firmware queue's requests waiting for
+  /// the card (requestq) and in process or replied and not yet dequeued (pendingq).
+  static Result<std::string> count(Device& d, unsigned ApFirmware::Counts::*field) {
+    if (q(d).dev_state() == DevState::Uninitiated) return fmt_d(0);
+    return fmt_d(q(d).card().ap_bus().firmware().counts(q(d).apqn()).*field);
+  }
+  static Result<std::string> requestq_count(Device& d) {
+    return count(d, &ApFirmware::Counts::requestq);
+  }
+  static Result<std::string> pendingq_count(Device& d) {
+    return count(d, &ApFirmware::Counts::pendingq);
+  }
   static Result<std::string> reset_show(Device& d) {
     switch (q(d).sm_state()) {
     case SmState::ResetStart:
@@ -284,8 +308,8 @@ struct ApQueueAttrs {
 
 static const core::DeviceAttribute kQueueAttrs[] = {
     {"request_count", 0644, ApQueueAttrs::request_count, ApQueueAttrs::request_count_reset},
-    {"requestq_count", 0444, ApQueueAttrs::zero, nullptr},
-    {"pendingq_count", 0444, ApQueueAttrs::zero, nullptr},
+    {"requestq_count", 0444, ApQueueAttrs::requestq_count, nullptr},
+    {"pendingq_count", 0444, ApQueueAttrs::pendingq_count, nullptr},
     {"reset", 0644, ApQueueAttrs::reset_show, ApQueueAttrs::reset_store},
     {"interrupt", 0444, ApQueueAttrs::interrupt, nullptr},
     {"config", 0444, ApQueueAttrs::config, nullptr},

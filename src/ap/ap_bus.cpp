@@ -122,10 +122,10 @@ struct ApBusOps {
 
 // ---- bus setup --------------------------------------------------------------------------------
 
-Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
+Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApFirmware& fw,
                                              const ApBusOptions& opt) {
   core.held();
-  std::unique_ptr<ApBus> ap(new ApBus(core, hw));
+  std::unique_ptr<ApBus> ap(new ApBus(core, fw));
   // Kernel parameters: a given mask starts from all-zero; a parse error leaves it all-zero.
   if (opt.apmask) ap->m_apmask = parse_ap_mask(*opt.apmask, ApidMask{}).value_or(ApidMask{});
   if (opt.aqmask) ap->m_aqmask = parse_ap_mask(*opt.aqmask, ApqiMask{}).value_or(ApqiMask{});
@@ -144,11 +144,16 @@ Result<std::unique_ptr<ApBus>> ApBus::create(core::Core& core, ApHardware& hw,
   }
   ap->scan();
   ap->arm_config_timer();
+  ApBus* raw = ap.get();
+  fw.set_request_observer([raw](Apqn q) {
+    if (ApQueue* dq = raw->queue(q)) dq->count_request();
+  });
   return ap;
 }
 
 ApBus::~ApBus() {
   m_core->held();
+  m_fw->set_request_observer(nullptr);
   if (m_config_timer) m_core->runtime().cancel(m_config_timer);
   // Highest card first: removal from the tail of the large /sys/bus/ap/devices stays cheap.
   for (unsigned a = kMaxApIds; a-- > 0;) remove_card(to_apid(a));
@@ -504,6 +509,7 @@ Result<void> ApBus::sclp_configure(Apid a, bool on) {
   Adapter* ad = m_hw->adapter(a);
   if (!c || !ad) return Error(ENODEV);
   if (on != c->m_config) ad->configured = on;
+  m_fw->config_changed(); // a deconfigured adapter's queues lose their content
   c->m_config = on;
   config_uevent(*c, on); // always sent, even when unchanged
   return {};
@@ -514,12 +520,14 @@ Result<void> ApBus::set_checkstop(Apid a, bool on) {
   Adapter* ad = m_hw->adapter(a);
   if (!ad) return Error(ENODEV);
   ad->chkstop = on;
+  m_fw->config_changed(); // the machine drops what the check-stopped adapter held
   return {};
 }
 
 Result<void> ApBus::hotplug_adapter(Adapter a) {
   m_core->held();
   APEMU_TRY_VOID(m_hw->add_adapter(std::move(a)));
+  m_fw->config_changed();
   scan();
   return {};
 }
@@ -527,6 +535,7 @@ Result<void> ApBus::hotplug_adapter(Adapter a) {
 Result<void> ApBus::hotunplug_adapter(Apid a) {
   m_core->held();
   APEMU_TRY_VOID(m_hw->remove_adapter(a));
+  m_fw->config_changed();
   scan();
   return {};
 }
@@ -535,6 +544,7 @@ Result<void> ApBus::set_qci_domain(ApqiMask Qci::*mask, Apqi d, bool on) {
   m_core->held();
   if (id(d) > m_hw->qci().nd) return Error(ERANGE);
   (m_hw->qci().*mask).set(d, on);
+  m_fw->config_changed();
   scan();
   return {};
 }

@@ -41,7 +41,7 @@ bool type_allows_mode(int raw_type, ApMode mode) {
 std::uint32_t Adapter::functions() const {
   // Constructed from the bit definitions (ap-bus.md §6.3 examples): CCA S,D,N,F; accelerator
   // S,M,C,A,N; EP11 S,X,N. N only with APXA.
-  std::uint32_t f = fac::kApsc;
+  std::uint32_t f = apsc ? fac::kApsc : 0;
   switch (mode) {
   case ApMode::Cca: f |= fac::kCca | fac::kFull; break;
   case ApMode::Accel: f |= fac::kMex4k | fac::kCrt4k | fac::kAccel; break;
@@ -58,6 +58,7 @@ Result<void> ApHardware::add_adapter(Adapter a) {
     return Error(EINVAL, std::string(type_name(a.raw_type)) + " cannot run in " +
                              std::string(mode_name(a.mode)) + " mode");
   a.apxa = m_qci.apxa;
+  a.apsc = m_qci.apsc;
   m_qci.apm.set(a.id);
   m_adapters[a.id] = std::move(a);
   return {};

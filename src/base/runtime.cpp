@@ -70,11 +70,28 @@ void Runtime::post(Task task) {
   if (m_thread.joinable()) wake();
 }
 
+void Runtime::post_external(Task task) {
+  {
+    std::lock_guard g(m_wake_mutex);
+    m_external.push_back(std::move(task));
+    ++m_generation;
+  }
+  m_wake_cv.notify_all();
+}
+
 void Runtime::run_pending() {
   m_lock.assert_held();
   if (m_running_pending) return; // posted from posted work: the outer loop picks it up
   m_running_pending = true;
-  while (!m_posted.empty()) {
+  for (;;) {
+    {
+      std::lock_guard g(m_wake_mutex);
+      while (!m_external.empty()) {
+        m_posted.push_back(std::move(m_external.front()));
+        m_external.pop_front();
+      }
+    }
+    if (m_posted.empty()) break;
     Task t = std::move(m_posted.front());
     m_posted.pop_front();
     t();

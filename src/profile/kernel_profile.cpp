@@ -46,6 +46,9 @@ constexpr std::array<KernelProfile, 5> kProfiles = {{
         .mdev_remove_in_use = MdevRemoveInUse::Ebusy,
         .vfio_ap_aqic = false,
         .vfio_ap_aqic_gisc_failure_rc = 0x08,
+        .vfio_ap_aqic_pv_shared_nib = false,
+        .vfio_ap_reset_async_verify = false,
+        .kvm_pqap_cc0_on_success = false,
     },
     {
         .name = "5.15",
@@ -84,6 +87,9 @@ constexpr std::array<KernelProfile, 5> kProfiles = {{
         .mdev_remove_in_use = MdevRemoveInUse::Block,
         .vfio_ap_aqic = true,
         .vfio_ap_aqic_gisc_failure_rc = 0x08,
+        .vfio_ap_aqic_pv_shared_nib = false,
+        .vfio_ap_reset_async_verify = false,
+        .kvm_pqap_cc0_on_success = false,
     },
     {
         .name = "6.1",
@@ -121,6 +127,10 @@ constexpr std::array<KernelProfile, 5> kProfiles = {{
         .mdev_remove_in_use = MdevRemoveInUse::Block,
         .vfio_ap_aqic = true,
         .vfio_ap_aqic_gisc_failure_rc = 0x08,
+        .vfio_ap_aqic_pv_shared_nib = false,
+        .vfio_ap_reset_async_verify = false,
+        // (chosen) the cc fix of handle_pqap is dated only "older"; 6.1 has it.
+        .kvm_pqap_cc0_on_success = true,
     },
     {
         .name = "6.16",
@@ -157,6 +167,9 @@ constexpr std::array<KernelProfile, 5> kProfiles = {{
         .mdev_remove_in_use = MdevRemoveInUse::Block,
         .vfio_ap_aqic = true,
         .vfio_ap_aqic_gisc_failure_rc = 0x06,
+        .vfio_ap_aqic_pv_shared_nib = true,
+        .vfio_ap_reset_async_verify = true,
+        .kvm_pqap_cc0_on_success = true,
     },
     {
         .name = "6.19",
@@ -191,6 +204,9 @@ constexpr std::array<KernelProfile, 5> kProfiles = {{
         .mdev_remove_in_use = MdevRemoveInUse::Block,
         .vfio_ap_aqic = true,
         .vfio_ap_aqic_gisc_failure_rc = 0x06,
+        .vfio_ap_aqic_pv_shared_nib = true,
+        .vfio_ap_reset_async_verify = true,
+        .kvm_pqap_cc0_on_success = true,
     },
 }};
 

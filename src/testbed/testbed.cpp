@@ -48,14 +48,15 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   if (opt.topology) {
     auto lk = tb->lock();
     tb->m_hw = std::make_unique<ap::ApHardware>(std::move(opt.topology->hw));
-    APEMU_TRY(tb->m_ap, ap::ApBus::create(*tb->m_core, *tb->m_hw, opt.topology->bus));
+    tb->m_fw = std::make_unique<ap::ApFirmware>(*tb->m_hw, *tb->m_rt);
+    APEMU_TRY(tb->m_ap, ap::ApBus::create(*tb->m_core, *tb->m_fw, opt.topology->bus));
     APEMU_TRY(tb->m_zcrypt, ap::Zcrypt::create(*tb->m_ap));
     for (Apid id : opt.topology->offline_cards)
       if (auto* card = tb->m_ap->card(id)) (void)ap::Zcrypt::set_card_online(*card, false);
     if (opt.vfio_ap) {
       APEMU_TRY(tb->m_mdev, mdev::MdevBus::create(*tb->m_core));
       APEMU_TRY(tb->m_vfio_ap, vfio_ap::VfioAp::create(*tb->m_ap, *tb->m_mdev));
-      tb->m_qemu = std::make_unique<Qemu>(*tb->m_vfio_ap);
+      tb->m_qemu = std::make_unique<Qemu>(*tb->m_vfio_ap, tb->m_fw.get());
     }
   }
   return tb;
@@ -77,6 +78,7 @@ Testbed::~Testbed() {
   m_mdev.reset();
   m_zcrypt.reset();
   m_ap.reset();
+  m_fw.reset(); // its workers stop and its timers go
   m_core.reset();
 }
 

@@ -4,6 +4,7 @@
 // resource_in_use, vfio_ap_on_cfg_changed, vfio_ap_on_scan_complete; vfio-ap.md §4.2–§4.5,
 // §4.7, §5.6).
 #include <algorithm>
+#include <cstdio>
 
 #include "apemu/vfio_ap/abi_names.h"
 #include "private.h"
@@ -12,37 +13,186 @@ namespace apemu::vfio_ap {
 
 // ---- resets (§5.6) ------------------------------------------------------------------------------
 
-void VfioAp::reset_queue(VfioApQueue& q) {
-  // PQAP(ZAPQ): the firmware answers as TAPQ would for this APQN.
-  const int rc = m_bus->hw().tapq(q.m_apqn).rc;
-  q.m_reset_rc = rc;
+namespace {
+
+/// The verification work sleeps 20 ms between TAPQs.
+constexpr auto kVerifyInterval = std::chrono::milliseconds(20);
+/// pr_notice_ratelimited: at most 10 notices per 5 s.
+constexpr auto kNoticeWindow = std::chrono::seconds(5);
+constexpr unsigned kNoticeBurst = 10;
+
+bool reissue_after(int rc) {
+  return rc == ap::rc::kResetInProgress || rc == ap::rc::kBusy ||
+         rc == ap::rc::kStateChangeInProgress;
+}
+
+std::string apqn_text(Apqn q) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%02x.%04x", id(q.apid), id(q.apqi));
+  return b;
+}
+
+} // namespace
+
+int VfioAp::reset_queue(VfioApQueue& q) {
+  ap::ApFirmware& fw = m_bus->firmware();
   ++q.m_resets;
   ++m_total_resets;
-  switch (rc) {
+  if (!profile().vfio_ap_reset_async_verify) {
+    // ≤~6.5: synchronous. ZAPQ; on 02 retry once, else EBUSY; on 01/03/04 free the IRQ
+    // resources and answer EBUSY; another code is EIO; success is verified by two TAPQs.
+    ap::QueueStatus st = fw.zapq(q.m_apqn);
+    if (st.response_code == ap::rc::kResetInProgress) st = fw.zapq(q.m_apqn);
+    q.m_reset_rc = st.response_code;
+    switch (st.response_code) {
+    case ap::rc::kNormal: break;
+    case ap::rc::kResetInProgress: return EBUSY;
+    case ap::rc::kQNotAvail:
+    case ap::rc::kDeconfigured:
+    case ap::rc::kCheckstopped:
+      if (q.m_saved_isc != 0xff)
+        warn_once("irq-reset", "WARNING: vfio_ap_mdev_reset_queue: queue " + apqn_text(q.m_apqn) +
+                                   " still had interruptions enabled");
+      free_aqic_resources(q);
+      return EBUSY;
+    default:
+      core().log().warn("WARNING: PQAP/ZAPQ for " + apqn_text(q.m_apqn) +
+                        " failed with invalid rc=" + std::to_string(st.response_code));
+      return EIO;
+    }
+    bool verified = false;
+    for (int i = 0; i < 2 && !verified; ++i) {
+      const ap::QueueStatus t = fw.tapq(q.m_apqn, false);
+      verified = t.queue_empty && !t.irq_enabled;
+    }
+    if (!verified)
+      warn_once("verify-" + apqn_text(q.m_apqn),
+                "WARNING: unable to verify reset of queue " + apqn_text(q.m_apqn));
+    free_aqic_resources(q);
+    return 0;
+  }
+  // 6.5+: ZAPQ, store its status, then verify on a long-running work item.
+  const ap::QueueStatus st = fw.zapq(q.m_apqn);
+  q.m_reset_rc = st.response_code;
+  switch (st.response_code) {
   case ap::rc::kNormal:
   case ap::rc::kResetInProgress:
   case ap::rc::kBusy:
-  case 0x0A: // STATE_CHANGE_IN_PROGRESS
-    // The verification (TAPQ until done) completes at once: the simulated reset is immediate.
-    q.m_saved_isc = 0xff;
+  case ap::rc::kStateChangeInProgress:
+    if (!q.m_verify_timer) {
+      q.m_verify_start = core().runtime().now();
+      q.m_notice_window = q.m_verify_start;
+      q.m_notices = 0;
+      schedule_verification(q);
+    }
     break;
   case ap::rc::kDeconfigured:
   case ap::rc::kCheckstopped:
-    q.m_saved_isc = 0xff; // free IRQ resources now
+    free_aqic_resources(q); // no verification
     break;
   default:
-    core().log().warn("WARNING: PQAP/ZAPQ for " + q.m_apqn.name() + " failed with invalid rc=" +
-                      std::to_string(rc));
+    core().log().warn("WARNING: PQAP/ZAPQ for " + apqn_text(q.m_apqn) +
+                      " failed with invalid rc=" + std::to_string(st.response_code));
+  }
+  return 0;
+}
+
+void VfioAp::schedule_verification(VfioApQueue& q) {
+  const Apqn apqn = q.m_apqn;
+  q.m_verify_timer = core().runtime().call_after(
+      kVerifyInterval, [this, apqn] { verify_reset(apqn); },
+      "vfio_ap reset verification " + apqn_text(apqn));
+}
+
+void VfioAp::verify_reset(Apqn apqn) {
+  VfioApQueue* qp = queue(apqn);
+  if (!qp) return;
+  VfioApQueue& q = *qp;
+  q.m_verify_timer = 0;
+  ap::ApFirmware& fw = m_bus->firmware();
+  const ap::QueueStatus t = fw.tapq(apqn, false);
+  switch (t.response_code) {
+  case ap::rc::kNormal:
+  case ap::rc::kDeconfigured:
+  case ap::rc::kCheckstopped:
+    if (reissue_after(q.m_reset_rc)) {
+      // The last ZAPQ did not start a reset: issue it again and keep verifying.
+      q.m_reset_rc = fw.zapq(apqn).response_code;
+      ++q.m_resets;
+      ++m_total_resets;
+      schedule_verification(q);
+      return;
+    }
+    if (q.m_saved_isc != 0xff) free_aqic_resources(q);
+    end_verification(q);
+    return;
+  case ap::rc::kResetInProgress:
+  case ap::rc::kBusy: {
+    const auto now = core().runtime().now();
+    if (now - q.m_notice_window >= kNoticeWindow) {
+      q.m_notice_window = now;
+      q.m_notices = 0;
+    }
+    if (q.m_notices++ < kNoticeBurst) {
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - q.m_verify_start).count();
+      core().log().info("Waited " + std::to_string(ms) + "ms for reset of queue " +
+                        apqn_text(apqn) + " (" + std::to_string(t.response_code) + ", " +
+                        std::to_string(t.queue_empty ? 1 : 0) + ", " +
+                        std::to_string(t.irq_enabled ? 1 : 0) + ")");
+    }
+    schedule_verification(q);
+    return;
+  }
+  case ap::rc::kAssocSecretNotUnique:
+  case ap::rc::kAssocFailed:
+    q.m_reset_rc = fw.zapq(apqn).response_code;
+    schedule_verification(q);
+    return;
+  default:
+    core().log().warn("WARNING: failed to verify reset of queue " + apqn_text(apqn) +
+                      ": TAPQ rc=" + std::to_string(t.response_code));
+    end_verification(q); // resources are not freed
   }
 }
 
-int VfioAp::reset_queues(const std::vector<VfioApQueue*>& qs) {
-  // Start all, then wait for all; EIO if any stored response code is non-zero.
-  for (VfioApQueue* q : qs) reset_queue(*q);
-  int ret = 0;
+void VfioAp::end_verification(VfioApQueue& q) {
+  if (q.m_verify_timer) core().runtime().cancel(q.m_verify_timer);
+  q.m_verify_timer = 0;
+  auto waiters = std::move(q.m_on_verified);
+  q.m_on_verified.clear();
+  for (auto& w : waiters) w();
+}
+
+std::shared_ptr<Completion> VfioAp::reset_queues(const std::vector<VfioApQueue*>& qs) {
+  // Start all, then wait for all (§5.6 step 4).
+  auto done = std::make_shared<Completion>();
+  int sync_err = 0;
   for (VfioApQueue* q : qs)
-    if (q->m_reset_rc != 0) ret = EIO;
-  return ret;
+    if (const int e = reset_queue(*q)) sync_err = e; // older profiles: the last error
+  std::vector<Apqn> apqns;
+  for (VfioApQueue* q : qs) apqns.push_back(q->m_apqn);
+  auto outcome = [this, apqns, sync_err]() -> Result<void> {
+    if (!profile().vfio_ap_reset_async_verify) {
+      if (sync_err) return Error(sync_err);
+      return {};
+    }
+    for (Apqn a : apqns)
+      if (const VfioApQueue* q = queue(a); q && q->m_reset_rc != 0)
+        return Error(EIO, "the reset of queue " + apqn_text(a) + " answered rc " +
+                              std::to_string(q->m_reset_rc));
+    return {};
+  };
+  auto remaining = std::make_shared<std::size_t>(0);
+  for (VfioApQueue* q : qs) {
+    if (!q->m_verify_timer) continue;
+    ++*remaining;
+    q->m_on_verified.push_back([done, remaining, outcome] {
+      if (--*remaining == 0) done->complete(outcome());
+    });
+  }
+  if (*remaining == 0) done->complete(outcome());
+  return done;
 }
 
 void VfioAp::reset_queues_for_apids(MatrixMdev& m, const ApidMask& apids) {
@@ -98,9 +248,13 @@ void VfioAp::queue_remove(core::Device& dev) {
       (void)reset_queues(qs);
     } else if (m_info.apm.test(apqn.apid) && m_info.aqm.test(apqn.apqi)) {
       // Outside the host configuration a ZAPQ would answer rc 01: only reset inside.
-      reset_queue(*q);
+      (void)reset_queue(*q);
     }
   }
+  // The queue object goes: its IRQ resources are released and waiters of a verification still
+  // running are told (the kernel flushes the work first).
+  free_aqic_resources(*q);
+  end_verification(*q);
   q->m_mdev = nullptr;
   dev.set_drvdata(nullptr);
   m_queues[apqn.qid()].reset();

@@ -3,6 +3,8 @@
 // mdev is removed while in use (drivers/s390/crypto/vfio_ap_ops.c vfio_ap_mdev_open_device,
 // _close_device, _ioctl, vfio_ap_mdev_request; drivers/vfio/vfio_main.c
 // vfio_unregister_group_dev; vfio-ap.md §3.11, §5.2–§5.6, §7).
+#include <cstring>
+
 #include "private.h"
 
 namespace apemu::vfio_ap {
@@ -19,8 +21,14 @@ Result<void> VfioAp::open_device(MatrixMdev& m, std::shared_ptr<kvm::Kvm> kvm) {
   if (m.m_open) return Error(EBUSY, "the VFIO device is already open");
   if (!kvm) return Error(EINVAL, "no KVM associated with the device");
   if (kvm->has_crycb()) {
-    // The hook is redirected before the EPERM check (§10.8).
-    kvm->set_pqap_hook(m.name());
+    // The hook is redirected before the EPERM check (§10.8). It names its mdev; an mdev that
+    // is gone answers as one that is not attached.
+    std::weak_ptr<int> alive = m_alive;
+    const std::string owner = m.name();
+    kvm->set_pqap_hook({owner, [this, alive, owner](kvm::Vcpu& v) {
+                          if (!alive.lock()) return static_cast<int>(EOPNOTSUPP);
+                          return handle_pqap(owner, v);
+                        }});
     for (const auto& o : m_list)
       if (o.get() != &m && o->m_kvm == kvm)
         return Error(EPERM, "guest " + kvm->name() + " already uses mdev " + o->name());
@@ -41,7 +49,7 @@ void VfioAp::close_device(MatrixMdev& m) {
   if (!m.m_open) return;
   m.m_open = false;
   if (m.m_kvm) {
-    if (m.m_kvm->pqap_hook() == m.name()) m.m_kvm->set_pqap_hook({});
+    if (m.m_kvm->pqap_hook() == m.name()) m.m_kvm->clear_pqap_hook();
     m.m_kvm->crypto_clear_masks(); // not signalled on cfg_chg
     // 5.3+ resets the queues when the device is released.
     if (profile().vfio_ap_aqic) (void)reset_queues(linked_queues(m));
@@ -56,10 +64,97 @@ void VfioAp::close_device(MatrixMdev& m) {
   }
 }
 
-Result<void> VfioAp::device_reset(MatrixMdev& m) {
+std::shared_ptr<Completion> VfioAp::device_reset(MatrixMdev& m) {
   core().held();
-  if (const int rc = reset_queues(linked_queues(m)); rc) return Error(rc);
-  return {};
+  return reset_queues(linked_queues(m));
+}
+
+// ---- ioctls (§7.3, §7.4) ------------------------------------------------------------------------
+
+namespace {
+
+std::uint32_t get_u32(std::span<const std::uint8_t> b, std::size_t off) {
+  std::uint32_t v;
+  std::memcpy(&v, b.data() + off, sizeof v);
+  return v;
+}
+void put_u32(std::span<std::uint8_t> b, std::size_t off, std::uint32_t v) {
+  std::memcpy(b.data() + off, &v, sizeof v);
+}
+
+} // namespace
+
+Result<void> VfioAp::device_ioctl(MatrixMdev& m, unsigned long cmd, std::span<std::uint8_t> arg,
+                                  const FdTable* fds, std::shared_ptr<Completion>* pending) {
+  core().held();
+  const std::uint32_t num_irqs =
+      profile().vfio_ap_cfg_chg_irq ? 2 : profile().vfio_ap_request_irq ? 1 : 0;
+  switch (cmd) {
+  case vfio::kDeviceGetInfo: {
+    if (arg.size() < vfio::kDeviceInfoMinsz) return Error(EFAULT);
+    if (get_u32(arg, 0) < vfio::kDeviceInfoMinsz) return Error(EINVAL, "argsz below 16");
+    put_u32(arg, 4, vfio::kDeviceFlagsAp | vfio::kDeviceFlagsReset);
+    put_u32(arg, 8, 0); // no regions
+    put_u32(arg, 12, num_irqs);
+    return {};
+  }
+  case vfio::kDeviceReset: {
+    auto done = device_reset(m);
+    if (done->done()) return done->result();
+    if (pending) *pending = std::move(done);
+    return Error(kEIocbQueued);
+  }
+  case vfio::kDeviceGetIrqInfo: {
+    if (!num_irqs) break; // not handled before the request IRQ existed
+    if (arg.size() < vfio::kIrqInfoSize) return Error(EFAULT);
+    if (get_u32(arg, 0) < vfio::kIrqInfoSize || get_u32(arg, 8) >= num_irqs)
+      return Error(EINVAL, "argsz below 16 or index out of range");
+    put_u32(arg, 4, vfio::kIrqInfoEventfd);
+    put_u32(arg, 12, 1);
+    return {};
+  }
+  case vfio::kDeviceSetIrqs: {
+    if (!num_irqs) break;
+    if (arg.size() < vfio::kIrqSetHeaderSize) return Error(EFAULT);
+    const std::uint32_t argsz = get_u32(arg, 0), flags = get_u32(arg, 4), index = get_u32(arg, 8),
+                        start = get_u32(arg, 12), count = get_u32(arg, 16);
+    // vfio_set_irqs_validate_and_prepare: one IRQ per index.
+    const std::uint32_t type = flags & vfio::kIrqSetDataTypeMask;
+    std::size_t elem = 0;
+    if (type == vfio::kIrqSetDataBool) elem = 1;
+    else if (type == vfio::kIrqSetDataEventfd) elem = 4;
+    if (argsz < vfio::kIrqSetHeaderSize || index >= num_irqs ||
+        count >= 0xFFFFFFFFu - start ||
+        (flags & ~(vfio::kIrqSetDataTypeMask | vfio::kIrqSetActionTypeMask)) || start >= 1 ||
+        start + count > 1 ||
+        (type != vfio::kIrqSetDataNone && type != vfio::kIrqSetDataBool &&
+         type != vfio::kIrqSetDataEventfd) ||
+        (elem && argsz - vfio::kIrqSetHeaderSize < std::size_t{count} * elem))
+      return Error(EINVAL, "invalid vfio_irq_set");
+    if (!(flags & vfio::kIrqSetActionTrigger)) return Error(EINVAL, "not ACTION_TRIGGER");
+    if (type != vfio::kIrqSetDataEventfd) return Error(EINVAL, "only DATA_EVENTFD");
+    // The fd is read even when count is 0.
+    if (arg.size() < vfio::kIrqSetHeaderSize + 4) return Error(EFAULT);
+    const auto fd = static_cast<std::int32_t>(get_u32(arg, vfio::kIrqSetHeaderSize));
+    std::shared_ptr<EventFd> efd;
+    if (fd >= 0) {
+      if (!fds) return Error(EBADF);
+      APEMU_TRY(efd, fds->eventfd(fd));
+    } else if (fd < -1) {
+      return Error(EINVAL, "negative descriptor");
+    }
+    return set_irq_eventfd(m, index == 0 ? IrqIndex::Request : IrqIndex::CfgChg, std::move(efd));
+  }
+  default: break;
+  }
+  return Error(EOPNOTSUPP, "ioctl not handled by vfio_ap");
+}
+
+void VfioAp::dma_unmap(MatrixMdev& m, std::uint64_t iova, std::uint64_t length) {
+  core().held();
+  for (VfioApQueue* q : linked_queues(m))
+    if (q->m_saved_iova && q->m_saved_iova >= iova && q->m_saved_iova - iova < length)
+      (void)irq_disable(*q);
 }
 
 Result<void> VfioAp::set_irq_eventfd(MatrixMdev& m, IrqIndex index, std::shared_ptr<EventFd> fd) {

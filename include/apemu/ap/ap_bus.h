@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "apemu/ap/ap_firmware.h"
 #include "apemu/ap/ap_hw.h"
 #include "apemu/ap/ap_mask.h"
 #include "apemu/base/ap_ids.h"
@@ -93,7 +94,11 @@ public:
   bool soft_online() const { return m_soft_online; }
   bool online() const { return m_config && !m_chkstop && m_soft_online; }
   std::uint64_t request_count() const { return m_request_count; }
-  /// Simulated traffic: counts one request (used by the guest/zcrypt paths).
+  /// Counts one request the firmware accepted on this queue (and on its card).
+  ///
+  /// Divergence: the kernel counts only the requests its own zcrypt driver sends; apemu counts
+  /// every request of the firmware queue, a guest's included, so that the host's lszcrypt
+  /// shows the traffic of passed-through queues (issue 10).
   void count_request();
 
 private:
@@ -142,7 +147,8 @@ struct ApBusOptions {
 class ApBus {
 public:
   /// Registers the bus and the root device, runs the initial scan and arms the config timer.
-  static Result<std::unique_ptr<ApBus>> create(core::Core& core, ApHardware& hw,
+  /// The bus learns about the hardware through `fw` (its ApHardware and its queues).
+  static Result<std::unique_ptr<ApBus>> create(core::Core& core, ApFirmware& fw,
                                                const ApBusOptions& opt = {});
   ~ApBus();
   ApBus(const ApBus&) = delete;
@@ -153,6 +159,7 @@ public:
   core::Bus& bus() const { return *m_bus; }
   core::Device& root() const { return *m_root; }
   ApHardware& hw() const { return *m_hw; }
+  ApFirmware& firmware() const { return *m_fw; }
 
   /// ap_driver_register. Emits: binds (and then BINDINGS=complete when that completes).
   Result<core::Driver*> register_driver(ApDriverOps ops);
@@ -223,7 +230,7 @@ public:
   Result<void> set_ap_domain(int domain);
 
 private:
-  ApBus(core::Core& core, ApHardware& hw) : m_core(&core), m_hw(&hw) {}
+  ApBus(core::Core& core, ApFirmware& fw) : m_core(&core), m_hw(&fw.hw()), m_fw(&fw) {}
   friend struct ApBusOps;
   // scan helpers
   void scan_adapter(Apid a);
@@ -240,6 +247,7 @@ private:
 
   core::Core* m_core;
   ApHardware* m_hw;
+  ApFirmware* m_fw;
   core::Bus* m_bus = nullptr;
   core::Ref<core::Device> m_root;
   std::array<core::Ref<ApCard>, kMaxApIds> m_cards;

@@ -6,11 +6,13 @@
 // Divergence: no real AP instructions run here; TAPQ is a function call.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 
+#include "apemu/ap/ap_arch.h"
 #include "apemu/ap/ap_mask.h"
 #include "apemu/base/ap_ids.h"
 #include "apemu/base/result.h"
@@ -53,16 +55,6 @@ inline constexpr std::uint32_t kRestricted = 0x00400000; // R
 inline constexpr std::uint32_t kBsMask = 0x0000C000;     // SE bind state
 } // namespace fac
 
-/// AP response codes (ap-bus.md §6.2) used here.
-namespace rc {
-inline constexpr int kNormal = 0x00;
-inline constexpr int kQNotAvail = 0x01;
-inline constexpr int kResetInProgress = 0x02;
-inline constexpr int kDeconfigured = 0x03;
-inline constexpr int kCheckstopped = 0x04;
-inline constexpr int kBusy = 0x05;
-} // namespace rc
-
 struct Adapter {
   Apid id{};
   int raw_type = kApTypeCex8;
@@ -74,9 +66,17 @@ struct Adapter {
   std::string serialnr; ///< CCA/EP11 serial number
   bool configured = true;
   bool chkstop = false;
+  /// How long the card takes per request (the processing engine's service time); nullopt: the
+  /// time the crypto itself takes (ap_firmware.h).
+  std::optional<std::chrono::nanoseconds> service_time;
+  /// How long a RAPQ/ZAPQ of one of its queues keeps the queue in "reset in progress".
+  std::chrono::nanoseconds reset_time{0};
+  /// Requests the card processes at the same time (its engines).
+  int engines = 1;
   /// Facility word as TAPQ reports it (derived from mode unless overridden).
   std::uint32_t functions() const;
   bool apxa = true; ///< set from the machine
+  bool apsc = true; ///< set from the machine (QCI S: the special-command facility)
 };
 
 struct TapqResult {

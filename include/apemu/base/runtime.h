@@ -137,6 +137,12 @@ public:
   /// Locking: machine lock held.
   void post(Task task);
 
+  /// Queues work from a thread that does not hold the machine lock (a crypto engine that
+  /// finished a request): it runs as posted work, on the executor thread of a daemon or at the
+  /// next run_pending()/advance() of an entry point. Locking: any thread; never inside the
+  /// machine lock's critical sections that wait for it.
+  void post_external(Task task);
+
   /// Runs posted work, including work posted by it, until none is left. Locking: held.
   void run_pending();
   /// Virtual clock only: runs posted work, then moves time forward by `d`, running each timer
@@ -186,6 +192,7 @@ private:
   std::mutex m_wake_mutex; ///< leaf: taken after the machine lock, never before
   std::condition_variable m_wake_cv;
   std::uint64_t m_generation = 0; ///< bumped by every post/call_after (m_wake_mutex)
+  std::deque<Task> m_external;    ///< post_external's work (m_wake_mutex)
   bool m_stop = false;
   std::thread m_thread;
 };

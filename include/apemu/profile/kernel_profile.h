@@ -113,6 +113,18 @@ struct KernelProfile {
   bool vfio_ap_aqic;
   /// AQIC response code when the GISA ISC registration fails: 0x06 (6.5+) or 0x08.
   int vfio_ap_aqic_gisc_failure_rc;
+  /// AQIC enable of a protected (Secure Execution) guest needs its NIB page shared with the
+  /// host, else RC 0x06 (6.5+, vfio-ap.md §6.3 step 4).
+  bool vfio_ap_aqic_pv_shared_nib;
+  /// Queue reset (ZAPQ) verified asynchronously on a work item every 20 ms without timeout,
+  /// re-issuing ZAPQ as needed (6.5+, vfio-ap.md §5.6); before, synchronously with one retry
+  /// and two TAPQ polls.
+  bool vfio_ap_reset_async_verify;
+
+  // ---- KVM (arch/s390/kvm) ---------------------------------------------------------------------
+  /// handle_pqap sets cc 0 when the hook's response code is 0; older KVM set only cc 3 and
+  /// left the cc unchanged otherwise (vfio-ap.md §6.1 step 9).
+  bool kvm_pqap_cc0_on_success;
 };
 
 /// Every profile, oldest first.

@@ -62,6 +62,8 @@ public:
   /// Null without a topology.
   ap::ApBus* ap_bus() { return m_ap.get(); }
   ap::ApHardware* hw() { return m_hw.get(); }
+  /// The AP firmware: queues, engines, the instructions (null without a topology).
+  ap::ApFirmware* firmware() { return m_fw.get(); }
   /// Null without a topology or with Options::vfio_ap off.
   mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
   vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }
@@ -87,6 +89,7 @@ private:
   std::unique_ptr<Runtime> m_rt; ///< first in, last out: everything below uses it
   std::unique_ptr<core::Core> m_core;
   std::unique_ptr<ap::ApHardware> m_hw;
+  std::unique_ptr<ap::ApFirmware> m_fw;
   std::unique_ptr<ap::ApBus> m_ap;
   std::unique_ptr<ap::Zcrypt> m_zcrypt;
   std::unique_ptr<mdev::MdevBus> m_mdev;

@@ -26,15 +26,27 @@
 // Locking: every public function requires the machine lock (it stands for ap_perms_mutex,
 // guests_lock, kvm->lock and mdevs_lock, §8).
 //
-// Divergences: no PQAP(AQIC) interception yet, no NIB pinning, no s390dbf area. Queue resets
-// (ZAPQ) complete at once: the verification sees the firmware's TAPQ answer immediately. The
-// kernel's stale queue back-pointer after an unassignment (§3.4) has no observable effect and is
-// not modelled.
+//  * queue_irq.cpp: PQAP(AQIC) — the hook KVM calls for an intercepted AQIC, the enable and
+//    disable paths with NIB pinning and GISA ISC registration, and the release of those
+//    resources (vfio_ap_irq_enable/_disable, vfio_ap_free_aqic_resources, handle_pqap).
+//
+// Divergences: no s390dbf area (its messages go to the kernel log at debug level). Only
+// VFIO_DEVICE_RESET waits for the reset verification (§5.6): close_device, mdev removal, hot
+// unplug and queue removal issue their ZAPQs and let the verification run on the machine's
+// clock, where the kernel waits for it (flush_work). The 20 ms waits of the AQIC disable path
+// and of the old synchronous reset do not advance machine time. IRQ resources are released by
+// the guest they were taken from even after the mdev detached (the kernel only unregisters the
+// ISC while attached), and an AQIC enable the firmware refuses releases the new NIB and ISC too
+// (the kernel's disable path frees only the previous ones). The kernel's stale queue
+// back-pointer after an unassignment (§3.4) has no observable effect and is not modelled.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +55,7 @@
 #include "apemu/base/ap_ids.h"
 #include "apemu/base/eventfd.h"
 #include "apemu/base/result.h"
+#include "apemu/base/runtime.h"
 #include "apemu/kvm/kvm.h"
 #include "apemu/mdev/mdev.h"
 
@@ -70,8 +83,12 @@ public:
   int reset_rc() const { return m_reset_rc; }
   /// Number of resets (ZAPQ) issued for this queue by vfio_ap.
   std::uint64_t resets() const { return m_resets; }
-  /// saved_isc (0xff = none); stays 0xff without AQIC interception.
+  /// saved_isc: the guest ISC registered for the queue's interruptions (0xff = none).
   unsigned saved_isc() const { return m_saved_isc; }
+  /// saved_iova: the guest address of the pinned notification byte (0 = none).
+  std::uint64_t saved_iova() const { return m_saved_iova; }
+  /// True while the verification of a reset is running (§5.6).
+  bool reset_verifying() const { return m_verify_timer != 0; }
 
 private:
   friend class VfioAp;
@@ -82,7 +99,42 @@ private:
   int m_reset_rc = 0;
   std::uint64_t m_resets = 0;
   unsigned m_saved_isc = 0xff;
+  std::uint64_t m_saved_iova = 0;
+  /// The guest whose GISA and memory hold the IRQ resources.
+  std::shared_ptr<kvm::Kvm> m_irq_kvm;
+  // The reset verification work (§5.6): its timer, start and the notices it printed.
+  Runtime::TimerId m_verify_timer = 0;
+  Runtime::Duration m_verify_start{};
+  Runtime::Duration m_notice_window{};
+  unsigned m_notices = 0;
+  /// Run when the verification in progress ends (a set reset waits for them).
+  std::vector<std::function<void()>> m_on_verified;
 };
+
+/// linux/vfio.h as far as a vfio_ap device uses it (vfio-ap.md §7).
+namespace vfio {
+inline constexpr unsigned long kDeviceGetInfo = 0x3B6B;       ///< _IO(';', 100 + 7)
+inline constexpr unsigned long kDeviceGetRegionInfo = 0x3B6C; ///< + 8
+inline constexpr unsigned long kDeviceGetIrqInfo = 0x3B6D;    ///< + 9
+inline constexpr unsigned long kDeviceSetIrqs = 0x3B6E;       ///< + 10
+inline constexpr unsigned long kDeviceReset = 0x3B6F;         ///< + 11
+inline constexpr std::uint32_t kDeviceFlagsReset = 1u << 0;
+inline constexpr std::uint32_t kDeviceFlagsAp = 1u << 5;
+inline constexpr std::uint32_t kIrqInfoEventfd = 1u << 0;
+inline constexpr std::uint32_t kIrqSetDataNone = 1u << 0;
+inline constexpr std::uint32_t kIrqSetDataBool = 1u << 1;
+inline constexpr std::uint32_t kIrqSetDataEventfd = 1u << 2;
+inline constexpr std::uint32_t kIrqSetDataTypeMask = 0x7;
+inline constexpr std::uint32_t kIrqSetActionMask = 1u << 3;
+inline constexpr std::uint32_t kIrqSetActionUnmask = 1u << 4;
+inline constexpr std::uint32_t kIrqSetActionTrigger = 1u << 5;
+inline constexpr std::uint32_t kIrqSetActionTypeMask = 0x38;
+/// struct vfio_device_info (24 bytes; the kernel copies the first 16), vfio_irq_info (16),
+/// vfio_irq_set (20 + data). Fields are host-endian u32.
+inline constexpr std::size_t kDeviceInfoSize = 24, kDeviceInfoMinsz = 16;
+inline constexpr std::size_t kIrqInfoSize = 16;
+inline constexpr std::size_t kIrqSetHeaderSize = 20;
+} // namespace vfio
 
 /// VFIO AP device IRQ indexes (VFIO_AP_REQ_IRQ_INDEX, VFIO_AP_CFG_CHG_IRQ_INDEX).
 enum class IrqIndex { Request = 0, CfgChg = 1 };
@@ -207,8 +259,21 @@ public:
   /// close_device: clears the guest's APCB, resets every linked queue, detaches. No-op when
   /// not open. A `remove` waiting for the device completes here: `m` may be gone afterwards.
   void close_device(MatrixMdev& m);
-  /// VFIO_DEVICE_RESET. Returns: EIO when a linked queue's reset answered a non-zero code.
-  Result<void> device_reset(MatrixMdev& m);
+  /// VFIO_DEVICE_RESET: resets every linked queue and completes when all verifications ended
+  /// (§5.6): EIO when a stored reset status is non-zero (older profiles: the last EBUSY/EIO of
+  /// the synchronous resets). The completion may already be done when returned.
+  std::shared_ptr<Completion> device_reset(MatrixMdev& m);
+  /// The VFIO device ioctls as user space issues them (§7.3, §7.4): `arg` is the argument
+  /// buffer (read and written in place; fewer bytes than the kernel copies is EFAULT), `fds`
+  /// the caller's descriptors for SET_IRQS. Returns: the ioctl's errno (EINVAL, EFAULT, EBADF,
+  /// EOPNOTSUPP for other requests); VFIO_DEVICE_RESET returns kEIocbQueued and sets *pending
+  /// while the reset is being verified (the ioctl's result is the completion's).
+  Result<void> device_ioctl(MatrixMdev& m, unsigned long cmd, std::span<std::uint8_t> arg,
+                            const FdTable* fds = nullptr,
+                            std::shared_ptr<Completion>* pending = nullptr);
+  /// DMA unmap of [iova, iova + length) by user space (§5.7): queues whose NIB lies there get
+  /// their interruptions disabled.
+  void dma_unmap(MatrixMdev& m, std::uint64_t iova, std::uint64_t length);
   /// VFIO_DEVICE_SET_IRQS with one eventfd (null = fd -1, unregister). Returns: EINVAL for an
   /// unknown index or one the profile lacks (CfgChg before 6.15); EOPNOTSUPP before ~6.7.
   Result<void> set_irq_eventfd(MatrixMdev& m, IrqIndex index, std::shared_ptr<EventFd> fd);
@@ -272,8 +337,22 @@ private:
   bool filter_cdoms(MatrixMdev& m);
   bool passable(const MatrixMdev& m, Apqn q) const;
   void update_guest_apcb(MatrixMdev& m);
-  void reset_queue(VfioApQueue& q);
-  int reset_queues(const std::vector<VfioApQueue*>& qs);
+  /// Issues ZAPQ for `q` and starts its verification (async profiles) or verifies at once.
+  /// Returns: the synchronous algorithm's errno (0, EBUSY, EIO); 0 on async profiles.
+  int reset_queue(VfioApQueue& q);
+  /// Resets all of `qs`, then completes when every verification ended (§5.6 step 4).
+  std::shared_ptr<Completion> reset_queues(const std::vector<VfioApQueue*>& qs);
+  void verify_reset(Apqn apqn);
+  void end_verification(VfioApQueue& q);
+  void schedule_verification(VfioApQueue& q);
+
+  // PQAP(AQIC) (queue_irq.cpp)
+  /// The PQAP hook of mdev `owner` (vfio_ap_mdev's handle_pqap). Returns: 0, or EOPNOTSUPP.
+  int handle_pqap(const std::string& owner, kvm::Vcpu& vcpu);
+  ap::QueueStatus irq_enable(VfioApQueue& q, unsigned isc, std::uint64_t nib, kvm::Kvm& kvm);
+  ap::QueueStatus irq_disable(VfioApQueue& q);
+  void free_aqic_resources(VfioApQueue& q);
+  void warn_once(const std::string& key, const std::string& text);
   void reset_queues_for_apids(MatrixMdev& m, const ApidMask& apids);
   std::vector<VfioApQueue*> linked_queues(const MatrixMdev& m) const;
   MatrixMdev* mdev_for_apqn(Apqn q) const;
@@ -294,6 +373,8 @@ private:
   std::array<std::vector<MatrixMdev*>, kMaxApIds> m_by_apid, m_by_apqi;
   std::vector<std::unique_ptr<VfioApQueue>> m_queues; ///< by qid
   std::uint64_t m_total_resets = 0;
+  std::vector<std::string> m_warned; ///< WARN_ONCE sites that fired
+  std::shared_ptr<int> m_alive = std::make_shared<int>(0); ///< guards the installed PQAP hooks
 };
 
 } // namespace apemu::vfio_ap

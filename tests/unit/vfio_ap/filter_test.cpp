@@ -207,9 +207,16 @@ TEST_F(VfioApFilter, HostConfigurationAdditionHotPlugsAnOverProvisionedAdapter) 
 TEST_F(VfioApFilter, DeviceResetFailsWithEioForADeconfiguredQueue) {
   // §5.6 step 4, §10.11.
   assign(kU1, {"5"}, {"4"});
-  EXPECT_THAT(vfio().device_reset(*m), IsOk());
+  auto ok = vfio().device_reset(*m);
+  EXPECT_FALSE(ok->done()); // verified by the 20 ms work item (§5.6 step 3)
+  ASSERT_THAT(tb->runtime().advance(std::chrono::milliseconds(20)), IsOk());
+  ASSERT_TRUE(ok->done());
+  EXPECT_THAT(ok->result(), IsOk());
   ASSERT_THAT(bus().sclp_configure(Apid{5}, false), IsOk());
-  EXPECT_THAT(vfio().device_reset(*m), FailsWith(EIO));
+  // ZAPQ answers DECONFIGURED: no verification, the set reset is done at once with EIO.
+  auto failed = vfio().device_reset(*m);
+  ASSERT_TRUE(failed->done());
+  EXPECT_THAT(failed->result(), FailsWith(EIO));
   EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->reset_rc(), ap::rc::kDeconfigured);
   // Still passable (rc 3 is in the allow-list): the guest keeps the adapter.
   EXPECT_THAT(mw(kU1, "assign_domain", "5"), IsOk());
