@@ -147,7 +147,11 @@ private:
   std::vector<std::thread> m_threads;
 };
 
-ApFirmware::ApFirmware(ApHardware& hw, Runtime& rt) : m_hw(&hw), m_rt(&rt) {}
+ApFirmware::ApFirmware(ApHardware& hw, Runtime& rt)
+    : m_hw(&hw), m_rt(&rt),
+      // Asked now: hardware_concurrency reads /sys/devices/system/cpu/online, which under
+      // `apemu run` is this process's own FUSE mount once it serves.
+      m_worker_count(std::max(1u, std::min(4u, std::thread::hardware_concurrency()))) {}
 
 ApFirmware::~ApFirmware() {
   m_alive.reset();   // results that arrive from now on are dropped
@@ -270,8 +274,7 @@ void ApFirmware::start(FwQueue& fq, Request& r) {
   }
   r.job = job;
   if (!m_workers) {
-    const unsigned n = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-    m_workers = std::make_unique<Workers>(n);
+    m_workers = std::make_unique<Workers>(m_worker_count);
   }
   m_workers->submit(job);
   const std::optional<Duration> svc = ad->service_time;

@@ -1,4 +1,5 @@
 // build/apemu: thin subcommands over the Testbed. The only code allowed to exit.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -76,6 +77,10 @@ std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
 } // namespace
 
 int main(int argc, char** argv) {
+  // glibc's malloc reads /sys/devices/system/cpu/online (get_nprocs) when a thread needs a new
+  // arena beyond the eighth; under `apemu run` /sys is apemu's own FUSE mount, and a server
+  // thread blocked on its own mount hangs every client. A fixed arena limit keeps malloc off it.
+  mallopt(M_ARENA_MAX, 8);
   CLI::App app{"apemu: an emulator of IBM Z AP crypto passthrough (AP bus, zcrypt, vfio_ap)"};
   app.require_subcommand(1);
   Common common;

@@ -159,6 +159,7 @@ private:
   std::map<Apid, std::vector<std::pair<Apqn, std::uint64_t>>> m_waiting; ///< FIFO per card
   std::uint64_t m_next_id = 1;
   std::function<void(Apqn)> m_observer;
+  unsigned m_worker_count;
   std::unique_ptr<Workers> m_workers;
   std::shared_ptr<int> m_alive = std::make_shared<int>(0); ///< guards worker callbacks
 };
