@@ -1,9 +1,15 @@
 // The verbs of `apemu ctl` (see control.h): each maps to a C++ call on the Testbed.
 #include "apemu/testbed/control.h"
 
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
 #include <map>
+#include <mutex>
+#include <sstream>
 
 #include "apemu/base/parse.h"
+#include "apemu/guest/zcrypt.h"
 #include "apemu/testbed/show.h"
 
 namespace apemu::testbed {
@@ -82,6 +88,221 @@ std::string guest_text(const Qemu::Guest& g) {
   return out;
 }
 
+
+/// "AA.DDDD" (hex, as the queue devices are named).
+Result<Apqn> parse_apqn(const std::string& s) {
+  const auto dot = s.find('.');
+  if (dot == std::string::npos || dot == 0 || dot + 1 >= s.size())
+    return Error(EINVAL, "APQN '" + s + "' is not AA.DDDD");
+  APEMU_TRY(std::uint64_t a, kstrtoul(s.substr(0, dot), 16));
+  APEMU_TRY(std::uint64_t d, kstrtoul(s.substr(dot + 1), 16));
+  if (a > 255 || d > 255) return Error(ERANGE, "APQN '" + s + "' out of range");
+  return Apqn{to_apid(static_cast<unsigned>(a)), to_apqi(static_cast<unsigned>(d))};
+}
+
+Result<std::vector<std::uint8_t>> parse_hex_bytes(const std::string& s) {
+  if (s.size() % 2) return Error(EINVAL, "odd number of hex digits");
+  std::vector<std::uint8_t> out;
+  for (std::size_t i = 0; i < s.size(); i += 2) {
+    APEMU_TRY(std::uint64_t b, kstrtoul(s.substr(i, 2), 16));
+    out.push_back(static_cast<std::uint8_t>(b));
+  }
+  return out;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error(errno ? errno : ENOENT, "open " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string hex64(std::uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+/// Takes the value-less `switches` out of `a` (from index `from`); returns which were there.
+std::map<std::string, bool> take_switches(std::vector<std::string>& a, std::size_t from,
+                                          std::initializer_list<const char*> switches) {
+  std::map<std::string, bool> out;
+  for (std::size_t i = from; i < a.size();) {
+    bool hit = false;
+    for (const char* s : switches)
+      if (a[i] == s) hit = true;
+    if (hit) {
+      out[a[i]] = true;
+      a.erase(a.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  return out;
+}
+
+/// Waits for an exchange: on a virtual clock by advancing it, on a real clock by letting the
+/// executor run (the machine lock is released meanwhile). Locking: machine lock held.
+Result<void> wait_exchange(Testbed& tb, const guest::Exchange& x) {
+  Runtime& rt = tb.runtime();
+  if (rt.virtual_clock()) return guest::run_until(rt, *x.done);
+  struct Sync {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto sync = std::make_shared<Sync>();
+  x.done->on_done([sync](const Result<void>&) {
+    std::lock_guard g(sync->mu);
+    sync->done = true;
+    sync->cv.notify_all();
+  });
+  rt.lock().unlock();
+  {
+    std::unique_lock g(sync->mu);
+    sync->cv.wait(g, [&] { return sync->done; });
+  }
+  rt.lock().lock();
+  return {};
+}
+
+/// The AP verbs of `guest`: one instruction each, or a whole RSA round trip.
+Result<std::string> guest_ap_command(Testbed& tb, Qemu& qemu, const std::string& uuid,
+                                     std::vector<std::string> a) {
+  const Qemu::Guest* qg = qemu.guest(uuid);
+  if (!qg) return Error(ENODEV, "no guest uses mdev " + uuid);
+  if (!qg->os) return Error(ENODEV, "the guest on " + uuid + " executes no instructions");
+  guest::Guest& g = *qg->os;
+  const std::string verb = a[1];
+  auto sw = take_switches(a, 2, {"--crt", "--public", "--no-t", "--off"});
+  APEMU_TRY(auto f, parse_flags(a, 2, {"--mdev", "--apqn", "--isc", "--key", "--in", "--out",
+                                       "--psmid", "--hex", "--irq", "--max"}));
+  if (verb == "qci") {
+    guest::Instr i;
+    auto q = g.query_config(&i);
+    if (!q) return Error(EINVAL, "QCI: " + i.describe());
+    auto line = [](const char* what, const auto& mask) {
+      return std::string(what) + " " + mask.hex() + " (" + mask.list() + ")\n";
+    };
+    return "QCI: cc " + std::to_string(i.cc) + "\n" + line("apm", q->apm) + line("aqm", q->aqm) +
+           line("adm", q->adm) + "apxa " + (q->apxa ? "1" : "0") + " na " +
+           std::to_string(q->na) + " nd " + std::to_string(q->nd) + "\n";
+  }
+  if (!f.count("--apqn")) return Error(EINVAL, "--apqn AA.DDDD is required");
+  APEMU_TRY(Apqn q, parse_apqn(f["--apqn"]));
+  if (verb == "tapq") {
+    auto i = g.tapq(q, !sw.count("--no-t"));
+    std::string out = "TAPQ " + q.name() + ": " + i.describe() + "\n";
+    const int rc = i.rc();
+    if (!i.exception() && (rc == ap::rc::kNormal || rc == ap::rc::kResetInProgress ||
+                           rc == ap::rc::kDeconfigured || rc == ap::rc::kCheckstopped ||
+                           rc == ap::rc::kBusy)) {
+      const auto t = ap::TapqInfo::from_gr2(i.gr2);
+      char b[96];
+      std::snprintf(b, sizeof b, "GR2 0x%016llx: facilities 0x%08x type %u domains %u ml %u depth %u\n",
+                    static_cast<unsigned long long>(i.gr2), t.facilities, t.at, t.nd, t.ml, t.qd + 1);
+      out += b;
+    }
+    return out;
+  }
+  if (verb == "zapq" || verb == "rapq") {
+    auto i = verb == "zapq" ? g.zapq(q) : g.rapq(q);
+    return std::string(verb == "zapq" ? "ZAPQ " : "RAPQ ") + q.name() + ": " + i.describe() + "\n";
+  }
+  if (verb == "aqic") {
+    const bool enable = !sw.count("--off");
+    unsigned isc = 6;
+    if (f.count("--isc")) {
+      APEMU_TRY(isc, parse_id(f["--isc"], 7));
+    }
+    if (enable) g.enable_isc(isc);
+    auto i = g.aqic(q, enable, isc, enable ? g.nib() : 0);
+    return "AQIC " + q.name() + (enable ? " enable isc " + std::to_string(isc) : " disable") +
+           ": " + i.describe() + "\n";
+  }
+  if (verb == "nqap") {
+    if (!f.count("--hex")) return Error(EINVAL, "--hex BYTES is required");
+    APEMU_TRY(auto bytes, parse_hex_bytes(f["--hex"]));
+    std::uint64_t psmid = g.next_psmid();
+    if (f.count("--psmid")) {
+      APEMU_TRY(psmid, kstrtoul(f["--psmid"], 0));
+    }
+    auto i = g.send(q, psmid, bytes);
+    return "NQAP " + q.name() + " psmid " + hex64(psmid) + ": " + i.describe() + "\n";
+  }
+  if (verb == "dqap") {
+    std::size_t max = 12288;
+    if (f.count("--max")) {
+      APEMU_TRY(auto m, kstrtoul(f["--max"], 0));
+      max = static_cast<std::size_t>(m);
+    }
+    std::vector<std::uint8_t> data;
+    auto i = g.receive(q, data, max);
+    std::string out = "DQAP " + q.name() + ": " + i.describe() + "\n";
+    if (!i.exception() && i.cc != 3) {
+      out += "psmid " + hex64(i.psmid) + " " + std::to_string(data.size()) + " bytes:";
+      char b[4];
+      for (std::uint8_t c : data) {
+        std::snprintf(b, sizeof b, "%02x", c);
+        out += b;
+      }
+      out += "\n";
+    }
+    return out;
+  }
+  if (verb == "rsa") {
+    for (const char* k : {"--key", "--in", "--out"})
+      if (!f.count(k)) return Error(EINVAL, std::string(k) + " is required");
+    APEMU_TRY(auto pem, read_file(f["--key"]));
+    APEMU_TRY(guest::RsaKey key, guest::parse_rsa_pem(pem));
+    APEMU_TRY(auto in, read_file(f["--in"]));
+    const std::size_t mod_len = key.mod_len();
+    if (in.size() != mod_len)
+      return Error(EINVAL, "input is " + std::to_string(in.size()) + " bytes, the modulus " +
+                               std::to_string(mod_len));
+    const bool crt = sw.count("--crt"), pub = sw.count("--public");
+    if (crt && pub) return Error(EINVAL, "--crt and --public exclude each other");
+    if (!pub && !key.has_private()) return Error(EINVAL, "the key has no private part");
+    const std::vector<std::uint8_t> msg(in.begin(), in.end());
+    Result<std::vector<std::uint8_t>> req = crt   ? guest::build_crb(mod_len, key, msg)
+                                            : pub ? guest::build_meb(mod_len, key.n, key.e, msg)
+                                                  : guest::build_meb(mod_len, key.n, key.d, msg);
+    if (!req) return req.error();
+    guest::ExchangeOptions xo;
+    if (f.count("--irq")) {
+      APEMU_TRY(xo.isc, parse_id(f["--irq"], 7));
+      xo.irq = true;
+    }
+    auto x = g.exchange(q, *req, xo);
+    APEMU_TRY_VOID(wait_exchange(tb, *x));
+    if (!x->done->result()) {
+      Error e = x->done->result().error();
+      return Error(e.code, "RSA on " + q.name() + ": " + e.context);
+    }
+    auto out = guest::convert_type80(x->reply, mod_len);
+    if (!out) return Error(out.error().code, "RSA on " + q.name() + ": reply " + out.error().context);
+    std::ofstream o(f["--out"], std::ios::binary | std::ios::trunc);
+    if (!o) return Error(errno ? errno : EIO, "open " + f["--out"]);
+    o.write(reinterpret_cast<const char*>(out->data()), static_cast<std::streamsize>(out->size()));
+    o.close();
+    if (!o) return Error(EIO, "write " + f["--out"]);
+    char b[160];
+    std::snprintf(b, sizeof b, "%s %zu-bit %s on %s: psmid 0x%016llx, reply %zu bytes",
+                  crt ? "CRT" : "ME", mod_len * 8, pub ? "public" : "private", q.name().c_str(),
+                  static_cast<unsigned long long>(x->psmid), x->reply.size());
+    std::string text = b;
+    if (xo.irq) {
+      std::snprintf(b, sizeof b, ", interruption 0x%08x", x->interruption);
+      text += b;
+    } else {
+      text += ", " + std::to_string(x->polls) + " polls";
+    }
+    return text + "\n";
+  }
+  return Error(EINVAL, "unknown guest verb '" + verb + "'");
+}
+
 Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a) {
   vfio_ap::VfioAp* v = tb.vfio_ap();
   Qemu* qemu = tb.qemu();
@@ -133,6 +354,17 @@ Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a
     for (vfio_ap::MatrixMdev* m : v->mdevs())
       if (const Qemu::Guest* g = qemu->guest(m->name())) out += guest_text(*g);
     return out;
+  }
+  static const char* const kApVerbs[] = {"tapq", "rapq", "zapq", "aqic", "qci", "nqap", "dqap", "rsa"};
+  for (const char* ap_verb : kApVerbs) {
+    if (a[1] != ap_verb) continue;
+    std::string mdev;
+    for (std::size_t i = 2; i + 1 < a.size(); ++i)
+      if (a[i] == "--mdev") mdev = a[i + 1];
+    if (mdev.empty()) return Error(EINVAL, "--mdev UUID is required");
+    vfio_ap::MatrixMdev* m = v->find_mdev(mdev);
+    if (!m) return Error(ENODEV, "no mdev " + mdev);
+    return guest_ap_command(tb, *qemu, m->name(), a);
   }
   return Error(EINVAL, "unknown guest verb '" + a[1] + "'");
 }

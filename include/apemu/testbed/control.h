@@ -23,6 +23,25 @@
 //   guest stop --mdev UUID                close the device (APCB cleared, linked queues reset)
 //   guest show [--mdev UUID]              the guests' CRYCB masks: apm/aqm/adm as hex and lists,
 //                                         plus APCB write and config-change signal counts
+//   guest tapq|zapq|rapq --mdev UUID --apqn AA.DDDD [--no-t]
+//                                         one PQAP on the guest's vCPU: the condition code and
+//                                         the status word with the response code's name (TAPQ:
+//                                         also GR2's facilities, type, depth)
+//   guest aqic --mdev UUID --apqn Q [--isc N | --off]
+//                                         AQIC enable (ISC 6 by default, the guest's NIB) or
+//                                         disable
+//   guest qci --mdev UUID                 QCI: the guest's APM/AQM/ADM and APXA limits
+//   guest nqap --mdev UUID --apqn Q --hex BYTES [--psmid N]
+//   guest dqap --mdev UUID --apqn Q [--max N]
+//                                         one enqueue / dequeue (whole message, re-executed on
+//                                         cc 2 / cc 1 as Linux does); DQAP prints PSMID and bytes
+//   guest rsa --mdev UUID --apqn Q --key KEY.pem [--crt] [--public] --in IN --out OUT [--irq ISC]
+//                                         a type 50 round trip: IN ^ d mod n (default; equal to
+//                                         `openssl pkeyutl -decrypt -pkeyopt
+//                                         rsa_padding_mode:none`), CRT form with --crt, IN ^ e
+//                                         with --public; waits for the adapter interruption with
+//                                         --irq, else polls. IN must be modulus-sized. Paths are
+//                                         opened by the server (use absolute paths).
 #pragma once
 
 #include <chrono>
