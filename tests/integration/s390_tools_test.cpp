@@ -701,3 +701,44 @@ TEST(S390Tools, ChzcryptConfigOffFailsOnKernel4_20WithoutConfigAttribute) {
             "File may not exist due to an older zcrypt device driver.\n"
             "rc=1\n");
 }
+
+// Issue 10 acceptance 3: a guest's requests on a passed-through accelerator queue (through
+// `apemu ctl guest rsa`, i.e. NQAP/DQAP on the guest's vCPU) move the REQUESTS column of the
+// host's unmodified lszcrypt for the card (apemu counts every firmware request on the card: the
+// divergence in ap_bus.h); the vfio_ap queue's own counter stays `-` as in the kernel (§4.3).
+TEST(S390Tools, LszcryptShowsAGuestsRequestsOnThePassedThroughCard) {
+  REQUIRE_S390_TOOLS();
+  const std::string got = transcript(
+      "6.16", kMain,
+      "U=62177883-f1bb-47f0-914d-32a22e3a8804; M=/sys/devices/vfio_ap/matrix; T=$(mktemp -d)\n"
+      "w -0x1f /sys/bus/ap/apmask\n"
+      "w $U $M/mdev_supported_types/vfio_ap-passthrough/create\n"
+      "w 0x1f $M/$U/assign_adapter\n"
+      "w 4 $M/$U/assign_domain\n"
+      "c guest start --mdev $U\n"
+      "r lszcrypt 1f\n"
+      "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out $T/k.pem 2>/dev/null\n"
+      "{ head -c 1 /dev/zero; head -c 127 /dev/urandom; } > $T/in\n"
+      "c guest rsa --mdev $U --apqn 1f.0004 --key $T/k.pem --crt --in $T/in --out $T/o\n"
+      "r lszcrypt 1f\n"
+      "c guest rsa --mdev $U --apqn 1f.0004 --key $T/k.pem --in $T/in --out $T/o\n"
+      "c guest rsa --mdev $U --apqn 1f.0004 --key $T/k.pem --public --in $T/in --out $T/o\n"
+      "r lszcrypt -V 1f\n"
+      "rm -r $T\n");
+  auto row = [](const char* requests) {
+    return std::string("1f          CEX7A Accelerator online          ") + requests + "\n";
+  };
+  const auto first = got.find("$ lszcrypt 1f\n");
+  ASSERT_NE(first, std::string::npos) << got;
+  const auto second = got.find("$ lszcrypt 1f\n", first + 1);
+  ASSERT_NE(second, std::string::npos) << got;
+  const auto third = got.find("$ lszcrypt -V 1f\n");
+  ASSERT_NE(third, std::string::npos) << got;
+  EXPECT_EQ(got.substr(first, second - first).find(row("0")) != std::string::npos, true) << got;
+  EXPECT_EQ(got.substr(second, third - second).find(row("1")) != std::string::npos, true) << got;
+  EXPECT_NE(got.find("1f          CEX7A Accelerator online          3 "), std::string::npos)
+      << got;
+  EXPECT_NE(got.find("1f.0004     CEX7A Accelerator -               -  "), std::string::npos)
+      << got;
+  EXPECT_EQ(got.find("FAILED"), std::string::npos) << got;
+}
