@@ -7,9 +7,16 @@
 #include "apemu/ap/msgtype50.h"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
 
 #include <array>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 namespace apemu::ap::msg50 {
 
@@ -50,6 +57,103 @@ std::vector<std::uint8_t> type80(const BIGNUM* r, std::size_t result_size) {
   return out;
 }
 
+
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using PkeyPtr = std::shared_ptr<EVP_PKEY>;
+
+/// The CRT key of a CRB request as an OpenSSL private key, so that the computation takes
+/// libcrypto's own RSA-CRT path (dual exponentiation where the CPU has it) instead of two
+/// separate BN_mod_exp calls: n = p·q, e = 65537 and d = e⁻¹ mod lcm(p−1, q−1). Null when the
+/// key does not fit that form (e·dp ≢ 1 mod p−1 or e·dq ≢ 1 mod q−1, or u·q ≢ 1 mod p): the
+/// caller then computes with Garner's formula on the given numbers, as the card would.
+PkeyPtr crt_pkey(const BIGNUM* p, const BIGNUM* q, const BIGNUM* dp, const BIGNUM* dq,
+                 const BIGNUM* u, BN_CTX* ctx) {
+  Bn e(BN_new()), p1(BN_new()), q1(BN_new()), t(BN_new()), g(BN_new()), l(BN_new()),
+      d(BN_new()), n(BN_new());
+  if (!e || !p1 || !q1 || !t || !g || !l || !d || !n) return nullptr;
+  if (!BN_set_word(e.get(), 65537) || !BN_sub(p1.get(), p, BN_value_one()) ||
+      !BN_sub(q1.get(), q, BN_value_one()))
+    return nullptr;
+  // e·dp ≡ 1 (mod p−1), e·dq ≡ 1 (mod q−1), u·q ≡ 1 (mod p).
+  if (!BN_mod_mul(t.get(), e.get(), dp, p1.get(), ctx) || !BN_is_one(t.get())) return nullptr;
+  if (!BN_mod_mul(t.get(), e.get(), dq, q1.get(), ctx) || !BN_is_one(t.get())) return nullptr;
+  if (!BN_mod_mul(t.get(), u, q, p, ctx) || !BN_is_one(t.get())) return nullptr;
+  if (!BN_gcd(g.get(), p1.get(), q1.get(), ctx) || !BN_mul(l.get(), p1.get(), q1.get(), ctx) ||
+      !BN_div(l.get(), nullptr, l.get(), g.get(), ctx) ||
+      !BN_mod_inverse(d.get(), e.get(), l.get(), ctx) || !BN_mul(n.get(), p, q, ctx))
+    return nullptr;
+  OSSL_PARAM_BLD* b = OSSL_PARAM_BLD_new();
+  if (!b) return nullptr;
+  OSSL_PARAM* params = nullptr;
+  if (OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, n.get()) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, e.get()) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_D, d.get()) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_FACTOR1, p) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_FACTOR2, q) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_EXPONENT1, dp) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_EXPONENT2, dq) &&
+      OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, u))
+    params = OSSL_PARAM_BLD_to_param(b);
+  OSSL_PARAM_BLD_free(b);
+  if (!params) return nullptr;
+  EVP_PKEY* key = nullptr;
+  EVP_PKEY_CTX* kc = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+  if (kc && EVP_PKEY_fromdata_init(kc) > 0)
+    (void)EVP_PKEY_fromdata(kc, &key, EVP_PKEY_KEYPAIR, params);
+  EVP_PKEY_CTX_free(kc);
+  OSSL_PARAM_free(params);
+  return key ? PkeyPtr(key, PkeyFree{}) : nullptr;
+}
+
+/// Keys seen recently, by their CRB fields (a card computes from the request alone; the cache
+/// only saves the key setup of repeated keys). A miss that does not fit is cached as null.
+PkeyPtr cached_crt_pkey(std::span<const std::uint8_t> fields, const BIGNUM* p, const BIGNUM* q,
+                        const BIGNUM* dp, const BIGNUM* dq, const BIGNUM* u, BN_CTX* ctx) {
+  static std::mutex mu;
+  static std::map<std::string, PkeyPtr> cache;
+  const std::string k(fields.begin(), fields.end());
+  {
+    std::lock_guard g(mu);
+    if (auto it = cache.find(k); it != cache.end()) return it->second;
+  }
+  PkeyPtr key = crt_pkey(p, q, dp, dq, u, ctx);
+  std::lock_guard g(mu);
+  if (cache.size() >= 32) cache.clear();
+  cache.emplace(k, key);
+  return key;
+}
+
+/// c^d mod n through OpenSSL's RSA private operation (RSA_NO_PADDING). Null on failure.
+bool openssl_crt(EVP_PKEY* key, const BIGNUM* c, const BIGNUM* n, BIGNUM* r) {
+  const int len = BN_num_bytes(n);
+  std::vector<std::uint8_t> in(static_cast<std::size_t>(len)), out(in.size());
+  if (BN_bn2binpad(c, in.data(), len) != len) return false;
+  // The operation context of the last key, per worker thread (a context is not thread-safe;
+  // setting one up fetches the provider's implementation).
+  struct Last {
+    EVP_PKEY* key = nullptr;
+    EVP_PKEY_CTX* ctx = nullptr;
+    ~Last() { EVP_PKEY_CTX_free(ctx); }
+  };
+  thread_local Last last;
+  if (last.key != key || !last.ctx) {
+    EVP_PKEY_CTX_free(last.ctx);
+    last.key = nullptr;
+    last.ctx = EVP_PKEY_CTX_new(key, nullptr); // holds a reference to the key
+    if (!last.ctx || EVP_PKEY_decrypt_init(last.ctx) <= 0 ||
+        EVP_PKEY_CTX_set_rsa_padding(last.ctx, RSA_NO_PADDING) <= 0) {
+      EVP_PKEY_CTX_free(last.ctx);
+      last.ctx = nullptr;
+      return false;
+    }
+    last.key = key;
+  }
+  std::size_t olen = out.size();
+  const bool ok = EVP_PKEY_decrypt(last.ctx, out.data(), &olen, in.data(), in.size()) > 0;
+  return ok && BN_bin2bn(out.data(), static_cast<int>(olen), r) != nullptr;
+}
 } // namespace
 
 const Layout* layout(KeyBlock kb) { return layout(static_cast<std::uint16_t>(kb)); }
@@ -149,6 +253,11 @@ std::vector<std::uint8_t> process_type50(std::span<const std::uint8_t> msg,
   if (!BN_is_odd(p.get()) || !BN_is_odd(q.get())) return error_reply(err::kEvenModulus);
   if (!BN_mul(n.get(), p.get(), q.get(), ctx)) return error_reply(err::kMachineFailure);
   if (BN_cmp(c.get(), n.get()) >= 0) return error_reply(err::kOperandInvalid);
+  if (PkeyPtr key = cached_crt_pkey(msg.subspan(l->offset(0), 5 * l->field), p.get(), q.get(),
+                                    dp.get(), dq.get(), u.get(), ctx)) {
+    if (openssl_crt(key.get(), c.get(), n.get(), r.get())) return type80(r.get(), l->result_size());
+    return error_reply(err::kMachineFailure);
+  }
   // Garner: m1 = c^dp mod p, m2 = c^dq mod q, h = (m1 - m2)·u mod p, result = m2 + q·h.
   const bool ok = BN_nnmod(cp.get(), c.get(), p.get(), ctx) &&
                   BN_nnmod(cq.get(), c.get(), q.get(), ctx) &&
