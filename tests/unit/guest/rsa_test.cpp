@@ -151,3 +151,40 @@ TEST_F(GuestTest, CoprocessorsAnswerType50WithAnErrorReply) {
 
 } // namespace
 } // namespace apemu::testing
+
+namespace apemu::testing {
+namespace {
+
+TEST_F(GuestTest, CrtWithAnotherPublicExponentTakesGarnersFormulaAndStillEqualsOpenSsl) {
+  // A key with e = 3 does not fit the libcrypto fast path (msgtype50.cpp); the card's Garner
+  // computation on the given p, q, dp, dq, u must give the same result.
+  EVP_PKEY_CTX* c = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+  ASSERT_NE(c, nullptr);
+  BIGNUM* e = BN_new();
+  BN_set_word(e, 3);
+  EVP_PKEY* raw = nullptr;
+  ASSERT_GT(EVP_PKEY_keygen_init(c), 0);
+  ASSERT_GT(EVP_PKEY_CTX_set_rsa_keygen_bits(c, 2048), 0);
+  ASSERT_GT(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(c, e), 0);
+  ASSERT_GT(EVP_PKEY_generate(c, &raw), 0);
+  BN_free(e);
+  EVP_PKEY_CTX_free(c);
+  Pkey pkey(raw);
+  auto key = guest::parse_rsa_pem(pem_of(pkey.get(), true));
+  ASSERT_THAT(key, IsOk());
+  ASSERT_EQ(key->e, std::vector<std::uint8_t>{3});
+  const auto in = rsa_input(256, 7);
+  auto x = g().exchange(kAccel, *guest::build_crb(256, *key, in));
+  ASSERT_THAT(guest::run_until(rt(), *x->done), IsOk());
+  ASSERT_THAT(x->done->result(), IsOk());
+  EXPECT_EQ(*guest::convert_type80(x->reply, 256), openssl_raw_rsa(pkey.get(), in, true));
+  // A wrong u (not q⁻¹ mod p) is computed as given, as the card would: not OpenSSL's result.
+  auto bad = *key;
+  bad.qinv.back() ^= 1;
+  auto y = g().exchange(kAccel, *guest::build_crb(256, bad, in));
+  ASSERT_THAT(guest::run_until(rt(), *y->done), IsOk());
+  EXPECT_NE(*guest::convert_type80(y->reply, 256), openssl_raw_rsa(pkey.get(), in, true));
+}
+
+} // namespace
+} // namespace apemu::testing
