@@ -49,6 +49,23 @@ Result<std::string> card_command(Testbed& tb, const std::vector<std::string>& a)
     APEMU_TRY_VOID(bus->hotunplug_adapter(to_apid(id)));
     return std::string();
   }
+  if (a[1] == "service-time" || a[1] == "reset-time" || a[1] == "engines") {
+    if (a.size() != 4) return Error(EINVAL, "usage: card " + a[1] + " ID VALUE");
+    ap::ApFirmware& fw = *tb.firmware();
+    if (a[1] == "engines") {
+      APEMU_TRY(unsigned n, parse_id(a[3], 1024));
+      APEMU_TRY_VOID(fw.set_engines(to_apid(id), static_cast<int>(n)));
+      return std::string();
+    }
+    if (a[1] == "service-time" && a[3] == "crypto") {
+      APEMU_TRY_VOID(fw.set_service_time(to_apid(id), std::nullopt));
+      return std::string();
+    }
+    APEMU_TRY(auto d, parse_duration(a[3]));
+    APEMU_TRY_VOID(a[1] == "service-time" ? fw.set_service_time(to_apid(id), d)
+                                          : fw.set_reset_time(to_apid(id), d));
+    return std::string();
+  }
   if (a.size() < 4) return Error(EINVAL, "usage: card config|chkstop ID on|off");
   APEMU_TRY(bool on, parse_on_off(a[3]));
   if (a[1] == "config") {
@@ -406,6 +423,15 @@ Result<std::string> execute_text(Testbed& tb, const std::vector<std::string>& a)
     return std::string();
   }
   if (verb == "card") return card_command(tb, a);
+  if (verb == "queue") {
+    // queue stuck-reset AA.DDDD on|off: RAPQ/ZAPQ of the queue never complete while on.
+    if (a.size() != 4 || a[1] != "stuck-reset")
+      return Error(EINVAL, "usage: queue stuck-reset AA.DDDD on|off");
+    APEMU_TRY(Apqn q, parse_apqn(a[2]));
+    APEMU_TRY(bool on, parse_on_off(a[3]));
+    APEMU_TRY_VOID(tb.firmware()->set_stuck_in_reset(q, on));
+    return std::string();
+  }
   if (verb == "guest") return guest_command(tb, a);
   if (verb == "domain" || verb == "control-domain") {
     if (a.size() != 3 || (a[1] != "add" && a[1] != "remove"))

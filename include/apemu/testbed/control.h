@@ -15,6 +15,11 @@
 //   card remove ID                        hot unplug
 //   card config ID on|off                 SCLP (de)configure (as the card's `config` file)
 //   card chkstop ID on|off                inject or clear a checkstop (seen at the next scan)
+//   card service-time ID DURATION|crypto  the card's time per request (crypto: the time the
+//                                         computation takes); applies to requests started later
+//   card reset-time ID DURATION           how long RAPQ/ZAPQ keep its queues in reset
+//   card engines ID N                     requests the card processes at once
+//   queue stuck-reset AA.DDDD on|off      a queue whose resets never complete (fault)
 //   domain add|remove N                   usage domain change (configuration change + scan)
 //   control-domain add|remove N           control domain change
 //   guest start --mdev UUID [--name N]    start a KVM guest on the mdev as QEMU would: register
