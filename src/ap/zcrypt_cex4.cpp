@@ -225,7 +225,7 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
     card.base.name = std::string(sp.card);
     card.base.mod_name = std::string(sp.module);
     card.base.dev_groups = sp.card_groups;
-    card.base.probe = [](Device& d) -> Result<void> {
+    card.probe = [](Device& d) -> Result<void> {
       auto& c = static_cast<ApCard&>(d);
       if (!c.mode()) return Error(ENODEV); // no mode bit: not a usable crypto card
       c.m_soft_online = true;               // a newly bound card starts online
@@ -240,13 +240,13 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
     queue.base.name = std::string(sp.queue);
     queue.base.mod_name = std::string(sp.module);
     queue.base.dev_groups = sp.queue_groups;
-    queue.base.probe = [](Device& d) -> Result<void> {
+    queue.probe = [](Device& d) -> Result<void> {
       auto& q = static_cast<ApQueue&>(d);
       q.start_state_machine();
       q.m_soft_online = true;
       return {};
     };
-    queue.base.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
+    queue.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
     queue.default_driver = true;
     queue.types = sp.types;
     APEMU_TRY(auto* qd, bus.register_driver(std::move(queue)));
