@@ -203,6 +203,10 @@ Result<void> Zcrypt::set_queue_online(ApQueue& q, bool on) {
 Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
   bus.core().held();
   std::unique_ptr<Zcrypt> z(new Zcrypt(bus));
+  // The zcrypt module (zcrypt_api.c) comes before the card drivers' modules.
+  if (bus.profile().zcrypt_device_nodes) {
+    APEMU_TRY(z->m_nodes, ZcryptNodes::create(bus.core()));
+  }
   // zcrypt_cex4 for CEX4..CEX8; up to 6.4 also zcrypt_cex2a and zcrypt_cex2c for CEX2/CEX3
   // (ap-bus.md §3.3). Cards first, then queues, per module, as the modules register them.
   struct Spec {
@@ -258,6 +262,7 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
 Zcrypt::~Zcrypt() {
   // Module exit in reverse order of registration.
   for (auto it = m_drivers.rbegin(); it != m_drivers.rend(); ++it) m_bus->unregister_driver(*it);
+  m_nodes.reset();
 }
 
 } // namespace apemu::ap

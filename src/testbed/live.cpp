@@ -85,6 +85,9 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
         tb.core().log().error("apemu: state: " + r.error().describe());
     });
   }
+  if (!opt.dev_dir.empty()) {
+    APEMU_TRY(s->m_dev_nodes, DevNodes::start(tb.core(), opt.dev_dir));
+  }
   APEMU_TRY(s->m_fuse, fusefs::FuseServer::mount(tb.core().tree(), opt.mountpoint, fo));
   // Timers (the AP bus config timer, delayed hardware effects) and user-space reactions run on
   // the executor thread from now on.
@@ -106,6 +109,7 @@ void LiveSession::stop() {
     m_subscription = 0;
   }
   if (m_sender) m_sender->flush();
+  m_dev_nodes.reset();
   if (m_fuse) m_fuse->unmount();
   m_sender.reset();
   m_fuse.reset();

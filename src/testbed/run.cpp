@@ -214,6 +214,13 @@ public:
     return {};
   }
 
+  /// Lets new entries be made directly in the existing host directory `dir` without reaching
+  /// the host: a tmpfs (nodev) holding the host's entries (see shadow()).
+  Result<void> make_extensible(const std::string& dir) {
+    if (creates_privately(dir)) return {};
+    return shadow(dir);
+  }
+
 private:
   /// True when a new entry created directly in `dir` lands on a private filesystem.
   bool creates_privately(const std::string& dir) const {
@@ -434,6 +441,9 @@ Result<int> run_isolated(const RunOptions& opt) {
                         "/etc/mdevctl.d/scripts.d/notifiers"})
     APEMU_TRY_VOID(make_dir(d, 0755));
   for (const auto& p : extra) APEMU_TRY_VOID(priv.make_empty(p));
+  // The char device nodes of the emulated machine (/dev/z90crypt, /dev/zcrypt_*) next to the
+  // host's nodes, which stay usable (devtmpfs.h).
+  APEMU_TRY_VOID(priv.make_extensible("/dev"));
 
   const sigset_t sigs = block_signals();
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
@@ -447,6 +457,7 @@ Result<int> run_isolated(const RunOptions& opt) {
   lo.netlink = true; // safe: this is a private network namespace
   lo.udev_root = "/run/udev";
   lo.control_socket = "/run/apemu/ctl.sock";
+  lo.dev_dir = "/dev";
   APEMU_TRY(auto live, LiveSession::start(*tb, lo));
 
   ::setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1);
