@@ -70,6 +70,7 @@ TEST_F(ControlJson, ShowDescribesCardsQueuesMasksMdevsAndNodes) {
                           kUuid),
               IsOk());
   ASSERT_THAT(sysfs_write(tb->core(), std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_adapter", "1"), IsOk());
+  ASSERT_THAT(sysfs_write(tb->core(), std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_domain", "4"), IsOk());
   ASSERT_THAT(sysfs_write(tb->core(), "/class/zcrypt/create", "n1"), IsOk());
   j = run({"show"});
   const json& q = j["cards"][1]["queues"][0];
@@ -77,9 +78,11 @@ TEST_F(ControlJson, ShowDescribesCardsQueuesMasksMdevsAndNodes) {
   EXPECT_EQ(q["owner"], "vfio_ap");
   EXPECT_EQ(q["online"], nullptr);
   EXPECT_EQ(q["mdev"], kUuid);
+  EXPECT_EQ(j["cards"][1]["queues"][1]["mdev"], nullptr); // 01.0005: domain 5 not assigned
   ASSERT_EQ(j["mdevs"].size(), 1u);
   EXPECT_EQ(j["mdevs"][0]["uuid"], kUuid);
   EXPECT_EQ(j["mdevs"][0]["adapters"], json::array({1}));
+  EXPECT_EQ(j["mdevs"][0]["domains"], json::array({4}));
   EXPECT_EQ(j["mdevs"][0]["guest"], nullptr);
   ASSERT_EQ(j["zcrypt_nodes"].size(), 1u);
   EXPECT_EQ(j["zcrypt_nodes"][0]["name"], "n1");
