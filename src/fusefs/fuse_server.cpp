@@ -275,7 +275,9 @@ struct FuseServer::Impl {
   void reply_after_changes(fuse_req_t req, Result<std::size_t> outcome) {
     {
       std::lock_guard g(q_mutex);
-      if (!queue.empty() && !stop) {
+      // Not queue.empty(): the notifier may have taken the store's changes into its batch and
+      // still be delivering them, with the queue already empty.
+      if (delivered != enqueued && !stop) {
         queue.push_back(Item{std::nullopt, req, std::move(outcome)});
         ++enqueued;
         q_cv.notify_one();

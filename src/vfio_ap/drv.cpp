@@ -151,12 +151,16 @@ void VfioAp::set_info(const ap::Qci& qci) {
   }
 }
 
-ApMatrix VfioAp::init_matrix() const {
+void VfioAp::init_maxes(ApMatrix& mx) const {
   // vfio_ap_matrix_init: Na/Nd with APXA, else 63/15/15 (§2.2).
-  ApMatrix mx;
   mx.apm_max = m_info.apxa ? m_info.na : 63;
   mx.aqm_max = m_info.apxa ? m_info.nd : 15;
   mx.adm_max = m_info.apxa ? m_info.nd : 15;
+}
+
+ApMatrix VfioAp::init_matrix() const {
+  ApMatrix mx;
+  init_maxes(mx);
   return mx;
 }
 
@@ -174,11 +178,6 @@ MatrixMdev* VfioAp::find_mdev(std::string_view uuid) const {
   for (const auto& m : m_list)
     if (m->name() == name) return m.get();
   return nullptr;
-}
-
-VfioApQueue* VfioAp::queue(Apqn q) const {
-  if (m_queues.empty()) return nullptr;
-  return m_queues[q.qid()].get();
 }
 
 MatrixMdev* VfioAp::mdev_for_apqn(Apqn q) const {

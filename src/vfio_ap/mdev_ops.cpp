@@ -84,10 +84,7 @@ bool VfioAp::passable(const MatrixMdev& m, Apqn apqn) const {
 bool VfioAp::filter_matrix(MatrixMdev& m, ApidMask& apm_filtered) {
   const ApidMask prev_apm = m.m_shadow.apm;
   const ApqiMask prev_aqm = m.m_shadow.aqm;
-  const ApMatrix fresh = init_matrix();
-  m.m_shadow.apm_max = fresh.apm_max;
-  m.m_shadow.aqm_max = fresh.aqm_max;
-  m.m_shadow.adm_max = fresh.adm_max;
+  init_maxes(m.m_shadow);
   apm_filtered = ApidMask{};
   // Over-provisioned resources (assigned, not in the host configuration) stay hidden.
   m.m_shadow.apm = m.m_matrix.apm & m_info.apm;
@@ -152,7 +149,7 @@ void VfioAp::commit(MatrixMdev& m, const ApMatrix& next, Refilter refilter) {
   const ApqiMask removed_aqm = old.aqm.minus(next.aqm), added_aqm = next.aqm.minus(old.aqm);
   const ApqiMask removed_adm = old.adm.minus(next.adm);
   // 1. Unplug what goes away, with the old masks in place.
-  hot_unplug(m, removed_apm, removed_aqm);
+  if (removed_apm.any() || removed_aqm.any()) hot_unplug(m, removed_apm, removed_aqm);
   // 2. The new assignment and its index.
   m.m_matrix = next;
   removed_apm.for_each([&](Apid a) { erase_from(m_by_apid[id(a)], &m); });

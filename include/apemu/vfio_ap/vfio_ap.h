@@ -163,7 +163,10 @@ public:
   std::vector<MatrixMdev*> mdevs() const;
   MatrixMdev* find_mdev(std::string_view uuid) const;
   /// The vfio_ap queue of a queue device bound to vfio_ap, or null.
-  VfioApQueue* queue(Apqn q) const;
+  VfioApQueue* queue(Apqn q) const {
+    // Inline: the assignment paths look queues up for every APQN they touch.
+    return m_queues.empty() ? nullptr : m_queues[q.qid()].get();
+  }
   /// Total ZAPQs issued by vfio_ap.
   std::uint64_t reset_count() const { return m_total_resets; }
 
@@ -221,6 +224,8 @@ private:
   Result<void> init();
   void teardown();
   ApMatrix init_matrix() const;
+  /// Sets the three maximum ids of `mx` as vfio_ap_matrix_init does.
+  void init_maxes(ApMatrix& mx) const;
   std::string mdev_prefix(const MatrixMdev& m) const;
   static MatrixMdev& mdev_of(core::Device& d);
 
