@@ -180,6 +180,15 @@ void ApBus::set_config_time(int seconds) {
   arm_config_timer();
 }
 
+Result<void> ApBus::restore_queue_state(Apqn qn, bool uninitiated) {
+  m_core->held();
+  ApQueue* q = queue(qn);
+  if (!q) return Error(ENODEV, "no queue " + qn.name());
+  q->m_dev_state = uninitiated ? DevState::Uninitiated : DevState::Error;
+  q->m_sm_state = uninitiated ? SmState::ResetStart : SmState::Idle;
+  return {};
+}
+
 ApQueue* ApBus::queue(Apqn q) const {
   const ApCard* c = card(q.apid);
   return c ? c->queue(q.apqi) : nullptr;

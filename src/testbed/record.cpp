@@ -157,17 +157,29 @@ Result<std::string> record_adapter(const Sysfs& s, const std::string& card_dir,
   APEMU_TRY(auto online, s.number(d + "/online"));
   const bool card_soft_offline = cfg && !cs && online && *online == 0;
   if (card_soft_offline) out += "online = false\n";
-  ApqiMask domains, offline;
+  ApqiMask domains, offline, uninitiated, error;
   for (const auto& q : s.list(d)) {
     if (q.size() != 7 || q[2] != '.' || !is_hex(q.substr(0, 2)) || !is_hex(q.substr(3))) continue;
     const Apqi dom = to_apqi(static_cast<unsigned>(std::stoul(q.substr(3), nullptr, 16)));
+    const std::string qd = d + "/" + q;
     domains.set(dom);
-    APEMU_TRY(auto qon, s.number(d + "/" + q + "/online"));
+    APEMU_TRY(auto qon, s.number(qd + "/online"));
     if (cfg && !cs && online && *online == 1 && qon && *qon == 0) offline.set(dom);
+    // The queue's state as its files show it (ap-bus.md §4.2, §5.2): a pending reset is a
+    // queue a driver released (UNINITIATED); a deconfigured or checkstopped queue without one
+    // was reset before (ERROR). Anything else is what a boot gives.
+    APEMU_TRY(auto reset, s.line(qd + "/reset"));
+    APEMU_TRY(auto qcfg, s.number(qd + "/config"));
+    APEMU_TRY(auto qcs, s.number(qd + "/chkstop"));
+    const bool usable = (!qcfg || *qcfg != 0) && (!qcs || *qcs == 0);
+    if (reset && *reset == "Reset in progress.") uninitiated.set(dom);
+    else if (reset && !usable) error.set(dom);
   }
   queue_domains = queue_domains | domains;
   out += "domains = " + id_list(domains) + "\n";
   if (offline.any()) out += "offline_domains = " + id_list(offline) + "\n";
+  if (uninitiated.any()) out += "uninitiated_domains = " + id_list(uninitiated) + "\n";
+  if (error.any()) out += "error_domains = " + id_list(error) + "\n";
   return out;
 }
 

@@ -104,6 +104,9 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
     for (const auto& z : topo.zcrypt_nodes)
       if (auto r = apply_zcrypt_node(*tb, z); !r)
         return Error(r.error().code, topo.source + ": [[zcrypt_node]] " + z.name + ": " + r.error().describe());
+    // Last: the bindings above must not start these queues again.
+    for (Apqn q : topo.uninitiated_queues) (void)tb->m_ap->restore_queue_state(q, true);
+    for (Apqn q : topo.error_queues) (void)tb->m_ap->restore_queue_state(q, false);
   }
   return tb;
 }

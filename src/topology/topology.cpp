@@ -70,7 +70,8 @@ Result<void> parse_adapter(const Ctx& c, const toml::table& t, Topology& topo,
                            std::set<unsigned>& seen) {
   static const std::set<std::string> known = {"id",       "type",     "mode",   "domains",
                                               "depth",    "serialnr", "config", "online",
-                                              "chkstop",  "max_msg_units", "offline_domains"};
+                                              "chkstop",  "max_msg_units", "offline_domains",
+                                              "uninitiated_domains", "error_domains"};
   for (const auto& [k, v] : t)
     if (!known.count(std::string(k.str())))
       return c.err(&v, "adapter." + std::string(k.str()), "unknown key");
@@ -129,6 +130,14 @@ Result<void> parse_adapter(const Ctx& c, const toml::table& t, Topology& topo,
   if (const auto* d = t.get("offline_domains")) {
     APEMU_TRY(auto offline, id_list<Apqi>(c, *d, "adapter.offline_domains", topo.hw.qci().nd));
     offline.for_each([&](Apqi q) { topo.offline_queues.push_back({a.id, q}); });
+  }
+  if (const auto* d = t.get("uninitiated_domains")) {
+    APEMU_TRY(auto m, id_list<Apqi>(c, *d, "adapter.uninitiated_domains", topo.hw.qci().nd));
+    m.for_each([&](Apqi q) { topo.uninitiated_queues.push_back({a.id, q}); });
+  }
+  if (const auto* d = t.get("error_domains")) {
+    APEMU_TRY(auto m, id_list<Apqi>(c, *d, "adapter.error_domains", topo.hw.qci().nd));
+    m.for_each([&](Apqi q) { topo.error_queues.push_back({a.id, q}); });
   }
   if (auto r = topo.hw.add_adapter(std::move(a)); !r) return c.err(id, "adapter", r.error().context);
   return {};

@@ -230,6 +230,11 @@ public:
   /// next periodic scan is `seconds` from now.
   void set_config_time(int seconds);
   Result<void> set_ap_domain(int domain);
+  /// A recording's queue state (`apemu record`): `uninitiated` puts the queue in UNINITIATED
+  /// with its reset pending, as a driver's release leaves it (§5.2); otherwise ERROR with the
+  /// state machine idle, as a queue deconfigured or checkstopped after its reset. Returns:
+  /// ENODEV when the queue does not exist. Locking: machine lock held.
+  Result<void> restore_queue_state(Apqn q, bool uninitiated);
 
 private:
   ApBus(core::Core& core, ApHardware& hw) : m_core(&core), m_hw(&hw) {}

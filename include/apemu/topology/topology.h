@@ -42,6 +42,9 @@ struct Topology {
   ap::ApBusOptions bus;     ///< ap.domain=, ap.apmask=, ap.aqmask=
   std::vector<Apid> offline_cards; ///< adapters with `online = false` (zcrypt soft state)
   std::vector<Apqn> offline_queues; ///< `offline_domains` of the adapters (zcrypt soft state)
+  /// `uninitiated_domains` / `error_domains` of the adapters: queue states a recording saw
+  /// (a driver released the queue; deconfigured or checkstopped after its reset).
+  std::vector<Apqn> uninitiated_queues, error_queues;
   /// The bus knobs config_time, poll_thread, poll_timeout (unset: the kernel's defaults).
   std::optional<int> config_time;
   std::optional<bool> poll_thread;
