@@ -141,7 +141,9 @@ TEST_P(RecordRoundTrip, RecordingBootsToTheSameTree) {
   // unlike queues a boot hands to vfio_ap: adapter 1 entirely, 00.0007 through aqmask.
   EXPECT_THAT(recording, ::testing::HasSubstr("id = 0x01\ntype = \"CEX8\"\nmode = \"cca\"\n"));
   EXPECT_THAT(recording, ::testing::HasSubstr("domains = \"4-8\"\nuninitiated_domains = \"4-8\"\n"));
-  if (prof.ap_config_attrs) EXPECT_THAT(recording, ::testing::HasSubstr("config = false\ndomains = \"4\"\nerror_domains = \"4\"\n"));
+  if (prof.ap_config_attrs) {
+    EXPECT_THAT(recording, ::testing::HasSubstr("config = false\ndomains = \"4\"\nerror_domains = \"4\"\n"));
+  }
   EXPECT_THAT(recording, ::testing::HasSubstr("[[mdev]]\nuuid = \"" + std::string(kA) +
                                               "\"\ntype = \"vfio_ap-passthrough\"\nadapters = \"1\"\n"
                                               "domains = \"4-5\"\ncontrol_domains = \"32\"\n"));
