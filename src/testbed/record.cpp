@@ -58,7 +58,8 @@ struct Sysfs {
     errno = 0;
     char* end = nullptr;
     const long long v = std::strtoll(l->c_str(), &end, base);
-    if (errno || end == l->c_str() || *end) return Error(EINVAL, path(rel) + ": not a number: '" + *l + "'");
+    if (errno || end == l->c_str() || *end)
+      return Error(EINVAL, path(rel) + ": not a number: '" + *l + "'");
     return std::optional<long long>(v);
   }
   template <class Id> Result<std::optional<IdMask<Id>>> mask(const std::string& rel) const {
@@ -72,7 +73,8 @@ struct Sysfs {
   std::vector<std::string> list(const std::string& rel) const {
     std::vector<std::string> out;
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(path(rel), ec)) out.push_back(e.path().filename());
+    for (const auto& e : fs::directory_iterator(path(rel), ec))
+      out.push_back(e.path().filename());
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -98,7 +100,9 @@ template <class Id> std::string id_list(const IdMask<Id>& m) {
 }
 
 bool is_hex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isxdigit(static_cast<unsigned char>(c));
+  });
 }
 
 /// The matrix attribute (vfio-ap.md §3.6): "aa.dddd", "aa." (no domains) or ".dddd" (no
@@ -134,18 +138,23 @@ Result<std::string> record_adapter(const Sysfs& s, const std::string& card_dir,
   APEMU_TRY(auto fn, s.number(d + "/ap_functions", 16));
   const auto f = static_cast<std::uint32_t>(fn.value_or(0));
   // The kernel's order (ap-bus.md §3.2): accelerator, CCA, EP11.
-  const char* mode = f & ap::fac::kAccel ? "accel" : f & ap::fac::kCca ? "cca" : f & ap::fac::kEp11 ? "ep11" : nullptr;
+  const char* mode = f & ap::fac::kAccel  ? "accel"
+                     : f & ap::fac::kCca  ? "cca"
+                     : f & ap::fac::kEp11 ? "ep11"
+                                          : nullptr;
   if (mode && *raw >= ap::kApTypeCex4) out += "mode = \"" + std::string(mode) + "\"\n";
   // `depth` is qd, or qd + 1 where the profile says so (ap-bus.md §4.1); topologies give slots.
   APEMU_TRY(auto depth, s.number(d + "/depth"));
-  if (depth) out += "depth = " + std::to_string(*depth + (profile.ap_card_depth_qd_plus_one ? 0 : 1)) + "\n";
+  if (depth)
+    out += "depth = " + std::to_string(*depth + (profile.ap_card_depth_qd_plus_one ? 0 : 1)) + "\n";
   // max_msg_size: ml × 4096, or 12288 whatever a small ml (≤ 3 or 0) was: the same tree.
   APEMU_TRY(auto mms, s.number(d + "/max_msg_size"));
   if (mms && *mms != 12288) out += "max_msg_units = " + std::to_string(*mms / 4096) + "\n";
   APEMU_TRY(auto serial, s.line(d + "/serialnr"));
   if (serial) {
     const auto first = serial->find_first_not_of(' ');
-    if (first != std::string::npos) out += "serialnr = " + toml_string(serial->substr(first)) + "\n";
+    if (first != std::string::npos)
+      out += "serialnr = " + toml_string(serial->substr(first)) + "\n";
   }
   APEMU_TRY(auto config, s.number(d + "/config"));
   APEMU_TRY(auto chkstop, s.number(d + "/chkstop"));
@@ -172,8 +181,10 @@ Result<std::string> record_adapter(const Sysfs& s, const std::string& card_dir,
     APEMU_TRY(auto qcfg, s.number(qd + "/config"));
     APEMU_TRY(auto qcs, s.number(qd + "/chkstop"));
     const bool usable = (!qcfg || *qcfg != 0) && (!qcs || *qcs == 0);
-    if (reset && *reset == "Reset in progress.") uninitiated.set(dom);
-    else if (reset && !usable) error.set(dom);
+    if (reset && *reset == "Reset in progress.")
+      uninitiated.set(dom);
+    else if (reset && !usable)
+      error.set(dom);
   }
   queue_domains = queue_domains | domains;
   out += "domains = " + id_list(domains) + "\n";
@@ -196,7 +207,8 @@ Result<std::string> record_mdevs(const Sysfs& s, const profile::KernelProfile& p
     Mdev md;
     md.uuid = name;
     const std::string group = s.link_basename(d + "/iommu_group");
-    if (!group.empty() && std::all_of(group.begin(), group.end(), ::isdigit)) md.group = std::stoll(group);
+    if (!group.empty() && std::all_of(group.begin(), group.end(), ::isdigit))
+      md.group = std::stoll(group);
     ApidMask apm;
     ApqiMask aqm, adm;
     APEMU_TRY(auto cfg, s.line(d + "/ap_config"));
@@ -223,15 +235,18 @@ Result<std::string> record_mdevs(const Sysfs& s, const profile::KernelProfile& p
           if (is_hex(l)) adm.set(to_apqi(static_cast<unsigned>(std::stoul(l, nullptr, 16))));
       }
     }
-    md.body = "\n[[mdev]]\nuuid = " + toml_string(name) + "\ntype = " +
-              toml_string(s.link_basename(d + "/mdev_type")) + "\nadapters = " + id_list(apm) +
-              "\ndomains = " + id_list(aqm) + "\ncontrol_domains = " + id_list(adm) + "\n";
+    md.body = "\n[[mdev]]\nuuid = " + toml_string(name) +
+              "\ntype = " + toml_string(s.link_basename(d + "/mdev_type")) +
+              "\nadapters = " + id_list(apm) + "\ndomains = " + id_list(aqm) +
+              "\ncontrol_domains = " + id_list(adm) + "\n";
     mdevs.push_back(std::move(md));
   }
   // Creation order decides the IOMMU group numbers (the lowest free one each time).
-  std::stable_sort(mdevs.begin(), mdevs.end(), [](const Mdev& a, const Mdev& b) { return a.group < b.group; });
+  std::stable_sort(mdevs.begin(), mdevs.end(),
+                   [](const Mdev& a, const Mdev& b) { return a.group < b.group; });
   std::string out;
-  for (const auto& md : mdevs) out += md.body;
+  for (const auto& md : mdevs)
+    out += md.body;
   return out;
 }
 
@@ -255,7 +270,8 @@ Result<std::string> record_zcrypt_nodes(const Sysfs& s) {
   std::stable_sort(nodes.begin(), nodes.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   std::string out;
-  for (const auto& n : nodes) out += n.second;
+  for (const auto& n : nodes)
+    out += n.second;
   return out;
 }
 
@@ -265,7 +281,8 @@ Result<std::string> record_topology(const std::string& sysfs_root,
                                     const profile::KernelProfile& profile) {
   const Sysfs s{sysfs_root};
   std::error_code ec;
-  if (!fs::is_directory(s.path("bus/ap"), ec)) return Error(ENODEV, s.path("bus/ap") + ": no AP bus");
+  if (!fs::is_directory(s.path("bus/ap"), ec))
+    return Error(ENODEV, s.path("bus/ap") + ": no AP bus");
   std::string out = "# Recorded by `apemu record` from " + sysfs_root + " (kernel profile " +
                     std::string(profile.name) + "; boot with --kernel " +
                     std::string(profile.name) + ").\n";

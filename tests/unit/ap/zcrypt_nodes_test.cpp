@@ -61,7 +61,8 @@ TEST_F(ZcryptNodesTest, CreateAndDestroyErrnos) {
   EXPECT_THAT(write("/class/zcrypt/create", "node1\n"), FailsWith(EEXIST)); // §8.1
   EXPECT_THAT(write("/class/zcrypt/destroy", "nosuch"), FailsWith(ENOENT)); // §8.1
   // 256 minors: the 257th node has none left (ENOSPC).
-  for (int i = 1; i < 256; ++i) ASSERT_THAT(write("/class/zcrypt/create", "\n"), IsOk()) << i;
+  for (int i = 1; i < 256; ++i)
+    ASSERT_THAT(write("/class/zcrypt/create", "\n"), IsOk()) << i;
   EXPECT_THAT(write("/class/zcrypt/create", "\n"), FailsWith(ENOSPC));
   EventLog ev(core());
   ASSERT_THAT(write("/class/zcrypt/destroy", " node1\n"), IsOk());

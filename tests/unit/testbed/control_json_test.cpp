@@ -69,8 +69,12 @@ TEST_F(ControlJson, ShowDescribesCardsQueuesMasksMdevsAndNodes) {
                           "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough/create",
                           kUuid),
               IsOk());
-  ASSERT_THAT(sysfs_write(tb->core(), std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_adapter", "1"), IsOk());
-  ASSERT_THAT(sysfs_write(tb->core(), std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_domain", "4"), IsOk());
+  ASSERT_THAT(sysfs_write(tb->core(),
+                          std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_adapter", "1"),
+              IsOk());
+  ASSERT_THAT(sysfs_write(tb->core(),
+                          std::string("/devices/vfio_ap/matrix/") + kUuid + "/assign_domain", "4"),
+              IsOk());
   ASSERT_THAT(sysfs_write(tb->core(), "/class/zcrypt/create", "n1"), IsOk());
   j = run({"show"});
   const json& q = j["cards"][1]["queues"][0];
@@ -93,7 +97,8 @@ TEST_F(ControlJson, TreeDmesgScanClock) {
   json t = run({"tree", "/bus/ap/drivers/cex4card"});
   EXPECT_EQ(t["path"], "/bus/ap/drivers/cex4card");
   ASSERT_FALSE(t["entries"].empty());
-  EXPECT_EQ(t["entries"][0], (json{{"kind", "dir"}, {"path", "/bus/ap/drivers/cex4card"}, {"mode", "0755"}}));
+  EXPECT_EQ(t["entries"][0],
+            (json{{"kind", "dir"}, {"path", "/bus/ap/drivers/cex4card"}, {"mode", "0755"}}));
   bool saw_link = false, saw_wo = false;
   for (const auto& e : t["entries"]) {
     if (e["kind"] == "link" && e["path"] == "/bus/ap/drivers/cex4card/card00") {
@@ -122,7 +127,8 @@ TEST_F(ControlJson, TreeDmesgScanClock) {
   ASSERT_TRUE(c["timers"].is_array());
   bool config_timer = false;
   for (const auto& tm : c["timers"])
-    config_timer = config_timer || (tm["name"] == "ap_config_timer" && tm["in_ns"] == 30'000'000'000LL);
+    config_timer =
+        config_timer || (tm["name"] == "ap_config_timer" && tm["in_ns"] == 30'000'000'000LL);
   EXPECT_TRUE(config_timer) << c.dump();
   json a = run({"clock", "advance", "5s"});
   EXPECT_EQ(a["now_ns"], 5'000'000'000LL);

@@ -143,19 +143,23 @@ TEST_P(RecordRoundTrip, RecordingBootsToTheSameTree) {
   // Queues that vfio_ap took from zcrypt are left uninitiated by the release (ap-bus.md §5.2),
   // unlike queues a boot hands to vfio_ap: adapter 1 entirely, 00.0007 through aqmask.
   EXPECT_THAT(recording, ::testing::HasSubstr("id = 0x01\ntype = \"CEX8\"\nmode = \"cca\"\n"));
-  EXPECT_THAT(recording, ::testing::HasSubstr("domains = \"4-8\"\nuninitiated_domains = \"4-8\"\n"));
+  EXPECT_THAT(recording,
+              ::testing::HasSubstr("domains = \"4-8\"\nuninitiated_domains = \"4-8\"\n"));
   if (prof.ap_config_attrs) {
-    EXPECT_THAT(recording, ::testing::HasSubstr("config = false\ndomains = \"4\"\nerror_domains = \"4\"\n"));
+    EXPECT_THAT(recording,
+                ::testing::HasSubstr("config = false\ndomains = \"4\"\nerror_domains = \"4\"\n"));
   }
-  EXPECT_THAT(recording, ::testing::HasSubstr("[[mdev]]\nuuid = \"" + std::string(kA) +
-                                              "\"\ntype = \"vfio_ap-passthrough\"\nadapters = \"1\"\n"
-                                              "domains = \"4-5\"\ncontrol_domains = \"32\"\n"));
+  EXPECT_THAT(recording,
+              ::testing::HasSubstr("[[mdev]]\nuuid = \"" + std::string(kA) +
+                                   "\"\ntype = \"vfio_ap-passthrough\"\nadapters = \"1\"\n"
+                                   "domains = \"4-5\"\ncontrol_domains = \"32\"\n"));
   // The older mdev (the lower IOMMU group) comes first, so the groups come out the same.
   EXPECT_LT(recording.find(kB), recording.find(kA));
   g.unlock();
 }
 
-INSTANTIATE_TEST_SUITE_P(Profiles, RecordRoundTrip, ::testing::Values("4.20", "5.15", "6.1", "6.16", "6.19"),
+INSTANTIATE_TEST_SUITE_P(Profiles, RecordRoundTrip,
+                         ::testing::Values("4.20", "5.15", "6.1", "6.16", "6.19"),
                          [](const auto& info) {
                            std::string n = info.param;
                            std::replace(n.begin(), n.end(), '.', '_');
@@ -172,13 +176,15 @@ TEST(Record, NeedsAnApBus) {
 TEST(Record, TopologyRejectsBadMdevAndNodeTables) {
   // Errors name the line and key (README "Topologies").
   EXPECT_THAT(topology::parse("[[mdev]]\nuuid = \"nope\"\n"), FailsWith(EINVAL));
-  EXPECT_THAT(topology::parse("[[mdev]]\nuuid = \"11111111-2222-3333-4444-555555555555\"\nbogus = 1\n"),
-              FailsWith(EINVAL));
+  EXPECT_THAT(
+      topology::parse("[[mdev]]\nuuid = \"11111111-2222-3333-4444-555555555555\"\nbogus = 1\n"),
+      FailsWith(EINVAL));
   EXPECT_THAT(topology::parse("[[mdev]]\nuuid = \"11111111-2222-3333-4444-555555555555\"\n"
                               "[[mdev]]\nuuid = \"11111111-2222-3333-4444-555555555555\"\n"),
               FailsWith(EEXIST));
   EXPECT_THAT(topology::parse("[[zcrypt_node]]\nname = \"a b\"\n"), FailsWith(EINVAL));
-  EXPECT_THAT(topology::parse("[[zcrypt_node]]\nname = \"n\"\napmask = \"0xzz\"\n"), FailsWith(EINVAL));
+  EXPECT_THAT(topology::parse("[[zcrypt_node]]\nname = \"n\"\napmask = \"0xzz\"\n"),
+              FailsWith(EINVAL));
   EXPECT_THAT(topology::parse("config_time = 4\n"), FailsWith(ERANGE));
 }
 
