@@ -78,6 +78,7 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
   fo.owner_uid = ::geteuid();
   fo.owner_gid = ::getegid();
   fo.allow_other = fo.owner_uid == 0 || fuse_conf_allows_other();
+  fo.refuse_own_process = opt.refuse_own_process;
   if (opt.persist) {
     fo.after_store = [&tb] { return tb.persist(); };
     tb.runtime().set_after_work([&tb] {
