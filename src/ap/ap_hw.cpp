@@ -87,7 +87,10 @@ const Adapter* ApHardware::adapter(Apid a) const {
 TapqResult ApHardware::tapq(Apqn q) const {
   TapqResult r;
   const Adapter* a = adapter(q.apid);
-  const bool in_config = m_qci.configured(q.apid) && m_qci.usage(q.apqi);
+  // The firmware answers from the LPAR's configuration whether or not the machine offers QCI:
+  // without QCI the kernel only *assumes* adapters 0-63 and domains 0-15 and learns from TAPQ
+  // that a domain outside the LPAR's usage domains has no queue (Q_NOT_AVAIL, ap-bus.md §6.5).
+  const bool in_config = m_qci.apm.test(q.apid) && m_qci.aqm.test(q.apqi);
   if (!a || !in_config || !a->domains.test(q.apqi)) return r; // Q_NOT_AVAIL
   r.functions = a->functions();
   r.at = a->raw_type;

@@ -111,6 +111,16 @@ std::string state_snapshot(Testbed& tb) {
     }
     j["mdevs"] = mdevs;
   }
+  if (ap::ZcryptNodes* zn = tb.zcrypt() ? tb.zcrypt()->nodes() : nullptr) {
+    json nodes = json::array();
+    for (ap::ZcdnDevice* n : zn->nodes())
+      nodes.push_back({{"name", n->name()},
+                       {"apmask", n->apmask.hex()},
+                       {"aqmask", n->aqmask.hex()},
+                       {"admask", n->admask.hex()},
+                       {"ioctlmask", n->ioctlmask.hex()}});
+    j["zcrypt_nodes"] = nodes;
+  }
   return j.dump(1);
 }
 
@@ -280,21 +290,9 @@ Result<void> restore_mdevs(Testbed& tb, const Reader& r, const json& mdevs) {
     APEMU_TRY(ApidMask apm, r.mask<Apid>(m, "apm", at));
     APEMU_TRY(ApqiMask aqm, r.mask<Apqi>(m, "aqm", at));
     APEMU_TRY(ApqiMask adm, r.mask<Apqi>(m, "adm", at));
-    auto made = v.create_mdev(uuid);
-    if (!made) return Reader::step(r.source, "mdev " + uuid, made.error());
-    vfio_ap::MatrixMdev& md = **made;
-    // The assignment as the attributes make it, so every rule of the profile applies again.
-    Result<void> res;
-    apm.for_each([&](Apid a) {
-      if (res) res = v.assign_adapter(md, std::to_string(id(a)));
-    });
-    aqm.for_each([&](Apqi d) {
-      if (res) res = v.assign_domain(md, std::to_string(id(d)));
-    });
-    adm.for_each([&](Apqi d) {
-      if (res) res = v.assign_control_domain(md, std::to_string(id(d)));
-    });
-    if (!res) return Reader::step(r.source, "the assignment of mdev " + uuid, res.error());
+    const topology::MdevSpec spec{uuid, type, apm, aqm, adm};
+    if (auto res = apply_mdev(tb, spec); !res)
+      return Reader::step(r.source, "mdev " + uuid, res.error());
   }
   return {};
 }
@@ -325,6 +323,23 @@ Result<void> state_restore(Testbed& tb, std::string_view payload, const std::str
   if (tb.vfio_ap()) {
     if (!j.contains("mdevs") || !j.at("mdevs").is_array()) return r.bad("/mdevs", "missing");
     APEMU_TRY_VOID(restore_mdevs(tb, r, j.at("mdevs")));
+  }
+  // Optional: states saved before zcrypt nodes existed have none.
+  if (auto zn = j.find("zcrypt_nodes"); zn != j.end()) {
+    if (!zn->is_array()) return r.bad("/zcrypt_nodes", "not an array");
+    for (std::size_t i = 0; i < zn->size(); ++i) {
+      const json& n = (*zn)[i];
+      const std::string at = "/zcrypt_nodes/" + std::to_string(i);
+      if (!n.is_object()) return r.bad(at, "not an object");
+      topology::ZcryptNodeSpec spec;
+      APEMU_TRY(spec.name, r.get<std::string>(n, "name", at));
+      APEMU_TRY(spec.apmask, r.mask<Apid>(n, "apmask", at));
+      APEMU_TRY(spec.aqmask, r.mask<Apqi>(n, "aqmask", at));
+      APEMU_TRY(spec.admask, r.mask<Apqi>(n, "admask", at));
+      APEMU_TRY(spec.ioctlmask, r.mask<Apqi>(n, "ioctlmask", at));
+      if (auto res = apply_zcrypt_node(tb, spec); !res)
+        return Reader::step(r.source, "zcrypt node " + spec.name, res.error());
+    }
   }
   return {};
 }

@@ -25,6 +25,8 @@
 // @endcode
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,12 @@ namespace apemu::fusefs {
 
 /// Mount options. The defaults give a sysfs look-alike that every user can read.
 struct Options {
+  /// The machine's root: files are owned by this uid/gid, and a caller with this uid has root's
+  /// rights (a real sysfs is root's; an ordinary user serving a tree is its root, as the caller
+  /// of `unshare -r` is root in its user namespace). 0 for a server run by root or in a user
+  /// namespace, where the kernel already translates the caller's ids.
+  uid_t owner_uid = 0;
+  gid_t owner_gid = 0;
   /// `-o allow_other`: other users may access the mount (the caller must be root or
   /// /etc/fuse.conf must have user_allow_other). Permissions are still enforced by FuseServer
   /// itself: `default_permissions` is never used, because it would let root open a 0444

@@ -109,6 +109,11 @@ protected:
     ASSERT_THAT(sysfs_write(c, m1 + "assign_control_domain", "0x20"), IsOk());
     ASSERT_THAT(sysfs_write(c, m2 + "assign_adapter", "9"), IsOk());
     ASSERT_THAT(sysfs_write(c, m2 + "assign_domain", "5"), IsOk());
+    // zcrypt device nodes (ap-bus.md §8.1): names out of minor order, masks set.
+    ASSERT_THAT(sysfs_write(c, "/class/zcrypt/create", "zz"), IsOk());
+    ASSERT_THAT(sysfs_write(c, "/class/zcrypt/create", "\n"), IsOk()); // zcrypt_1
+    ASSERT_THAT(sysfs_write(c, "/class/zcrypt/zz/apmask", "+1,+9"), IsOk());
+    ASSERT_THAT(sysfs_write(c, "/class/zcrypt/zcrypt_1/ioctlmask", "+0x81"), IsOk());
   }
   std::string dir;
 };
