@@ -10,6 +10,7 @@
 
 #include "apemu/profile/kernel_profile.h"
 #include "apemu/testbed/control.h"
+#include "apemu/testbed/record.h"
 #include "apemu/testbed/run.h"
 #include "apemu/testbed/show.h"
 #include "apemu/testbed/testbed.h"
@@ -151,6 +152,20 @@ int main(int argc, char** argv) {
   // Everything after the verb is the verb's, options included (`guest start --mdev UUID`).
   ctl_cmd->prefix_command(true);
 
+  std::string record_sysfs = "/sys", record_kernel;
+  auto* record_cmd = app.add_subcommand(
+      "record", "write a topology (TOML, on stdout) that boots to the tree of a live AP sysfs, "
+                "runtime state included; only reads");
+  record_cmd->add_option("--sysfs", record_sysfs, "the sysfs to read (default /sys)");
+  {
+    std::vector<std::string> names;
+    for (const auto& p : profile::all_profiles()) names.emplace_back(p.name);
+    record_cmd->add_option("--kernel", record_kernel,
+                           "the kernel the recorded machine runs (card depth means qd or qd + 1); "
+                           "default: " + std::string(profile::default_profile().name))
+        ->check(CLI::IsMember(names));
+  }
+
   auto* kernels_cmd = app.add_subcommand("kernels", "list the kernel profiles (--kernel NAME)");
 
   CLI11_PARSE(app, argc, argv);
@@ -162,6 +177,18 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (*record_cmd) {
+    const profile::KernelProfile* prof = &profile::default_profile();
+    if (!record_kernel.empty()) {
+      auto p = profile::find_profile(record_kernel);
+      if (!p) return fail(p.error(), "record");
+      prof = *p;
+    }
+    auto r = testbed::record_topology(record_sysfs, *prof);
+    if (!r) return fail(r.error(), "record");
+    std::fputs(r->c_str(), stdout);
+    return 0;
+  }
   if (*run_cmd) {
     testbed::RunOptions ro;
     ro.topology = common.topology;
