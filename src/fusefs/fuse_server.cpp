@@ -44,9 +44,13 @@ using kernfs::NodeType;
 namespace {
 
 /// An open attribute (fi->fh of open/create): the kernfs per-open snapshot and store channel.
+/// A `cached` handle (read-only, rendered at open) is read through the kernel's page cache;
+/// its READs serve the inode's kept text (see op_read).
 struct FileHandle {
   explicit FileHandle(kernfs::OpenFile f) : file(std::move(f)) {}
   kernfs::OpenFile file;
+  bool cached = false;
+  std::string text; ///< cached: the text rendered at open
 };
 
 /// An open directory (fi->fh of opendir). Entries are served in name order; `emitted[i]` is the
@@ -124,15 +128,31 @@ struct FuseServer::Impl {
   std::uint64_t next_fh = 1;
   std::atomic<std::size_t> handle_count{0};
 
+  /// unmount() has begun: no page may enter the kernel's cache any more (machine lock).
+  bool closing = false;
+  /// The node of the last Removed change (machine lock): an Added of it means a rename.
+  NodeId last_removed = 0;
+
   // Notifier queue: tree changes to push to the kernel as invalidations, and the replies of
-  // writes that must not be seen before those changes (a write(2) returns only after its
-  // effect is visible, as in kernel sysfs). Items are delivered in order. Lock order: machine
-  // lock -> q_mutex (items are queued under the machine lock); the notifier thread holds
-  // q_mutex only to take a batch, never while talking to the kernel.
+  // writes and opens that must not be seen before those changes (a write(2) returns only after
+  // its effect is visible, as in kernel sysfs; an open returns only after stale pages of its
+  // attribute are gone). Items are delivered in order. Lock order: machine lock -> q_mutex
+  // (items are queued under the machine lock); the notifier thread holds q_mutex only to take a
+  // batch, never while talking to the kernel.
   struct Item {
-    std::optional<Change> change;
-    fuse_req_t reply_to = nullptr; ///< a WRITE to answer once the changes before it are out
+    enum class Kind : std::uint8_t {
+      Change,     ///< `change`: a name appeared, went or moved
+      InvalInode, ///< `ino`: drop the inode's pages and attributes
+      InvalLinks, ///< every symlink inode: their texts may have changed
+      WriteReply, ///< answer WRITE `req` with `outcome`
+      OpenReply,  ///< answer OPEN `req` with `fi`
+    };
+    Kind kind;
+    Change change{};
+    NodeId ino = 0;
+    fuse_req_t req = nullptr;
     Result<std::size_t> outcome = std::size_t{0};
+    fuse_file_info fi{};
   };
   std::mutex q_mutex;
   std::condition_variable q_cv;    ///< work arrived or stop
@@ -173,7 +193,8 @@ struct FuseServer::Impl {
     return static_cast<Dir&>(*p).find(name);
   }
 
-  struct stat stat_locked(const Node& n) const {
+  /// Attributes of `n`; an attribute's size is `attr_size` (InodeTable::ref()) when given.
+  struct stat stat_locked(const Node& n, std::optional<off_t> attr_size = std::nullopt) const {
     struct stat st {};
     st.st_ino = n.id();
     st.st_uid = 0;
@@ -188,7 +209,9 @@ struct FuseServer::Impl {
     case NodeType::Attr:
       st.st_mode = S_IFREG | n.mode();
       st.st_nlink = 1;
-      st.st_size = static_cast<off_t>(kernfs::kPageSize); // fs/sysfs/file.c: PAGE_SIZE
+      // fs/sysfs/file.c: PAGE_SIZE; once read through the page cache, the kept text's length
+      // (a size that differs from what the kernel believes drops its pages).
+      st.st_size = attr_size ? *attr_size : inodes.attr_size(n.id());
       break;
     case NodeType::Link: {
       st.st_mode = S_IFLNK | 0777;
@@ -201,19 +224,20 @@ struct FuseServer::Impl {
     return st;
   }
 
-  fuse_entry_param entry_locked(const Node& n) const {
+  /// The entry of a node handed out with InodeTable::ref(), which gave `attr_size`.
+  fuse_entry_param entry_locked(const Node& n, off_t attr_size) const {
     fuse_entry_param e{};
     e.ino = n.id();
     e.generation = 0; // node ids are never reused
-    e.attr = stat_locked(n);
+    e.attr = stat_locked(n, attr_size);
     e.attr_timeout = opt.attr_timeout;
     e.entry_timeout = opt.entry_timeout;
     return e;
   }
 
-  std::uint64_t add_file_locked(kernfs::OpenFile f) {
+  std::uint64_t add_file_locked(std::unique_ptr<FileHandle> h) {
     const std::uint64_t fh = next_fh++;
-    files.emplace(fh, std::make_unique<FileHandle>(std::move(f)));
+    files.emplace(fh, std::move(h));
     ++handle_count;
     return fh;
   }
@@ -226,9 +250,14 @@ struct FuseServer::Impl {
   }
 
   /// sysfs open: credentials (generic_permission), then kernfs's mode and show/store check
-  /// (EACCES even for root), then a per-open snapshot handle. Fills fi for direct I/O.
+  /// (EACCES even for root), then a per-open handle, and fills fi. A read-only open (when
+  /// `may_cache`) renders the text now and is read through the page cache: the kernel keeps
+  /// its pages when they hold this very text, otherwise they are dropped by an InvalInode item
+  /// that goes out before the open's reply (reply_open_after_changes). Everything else, and a
+  /// render that fails (its errno then comes from read(2), as in sysfs), is direct I/O: every
+  /// read(2)/write(2) reaches show()/store().
   Result<void> open_locked(const std::shared_ptr<Node>& n, const fuse_ctx& ctx,
-                           fuse_file_info& fi) {
+                           fuse_file_info& fi, bool may_cache) {
     const int acc = fi.flags & O_ACCMODE;
     const bool rd = acc == O_RDONLY || acc == O_RDWR;
     const bool wr = acc == O_WRONLY || acc == O_RDWR;
@@ -237,22 +266,73 @@ struct FuseServer::Impl {
     // O_CREAT/O_EXCL never reach open; O_TRUNC (atomic_o_trunc) is accepted and ignored: an
     // attribute has no stored content to truncate, as in sysfs.
     APEMU_TRY(kernfs::OpenFile f, kernfs::OpenFile::open(n, rd, wr));
-    fi.fh = add_file_locked(std::move(f));
-    fi.direct_io = 1;   // every read(2)/write(2) must reach show()/store()
-    fi.keep_cache = 0;  // no page cache for attribute text
-    fi.nonseekable = 0; // pread at offset 0 re-renders, as in sysfs
+    auto h = std::make_unique<FileHandle>(std::move(f));
+    fi.direct_io = 1;
+    fi.keep_cache = 0;
+    fi.nonseekable = 0; // pread at offset 0 re-renders (direct I/O), as in sysfs
     fi.noflush = 1;     // close(2) has nothing to flush
+    if (may_cache && opt.page_cache && !wr && !closing) {
+      auto text = kernfs::read_attr(*h->file.attr());
+      if (text) {
+        const InodeTable::Kept kept = inodes.keep_text(n->id(), *text);
+        if (kept == InodeTable::Kept::Changed) {
+          // The kernel may hold the old text (and its length as i_size): drop both before
+          // this open returns, and before any open that renders the same new text.
+          Item inval{Item::Kind::InvalInode};
+          inval.ino = n->id();
+          enqueue(std::move(inval));
+        }
+        h->cached = true;
+        h->text = std::move(*text);
+        fi.direct_io = 0;
+        fi.keep_cache = kept == InodeTable::Kept::Same;
+      }
+    }
+    fi.fh = add_file_locked(std::move(h));
     return {};
   }
 
   // ---- invalidation ------------------------------------------------------------------------------
 
+  /// Queues one item for the notifier. Locking: machine lock held (so items keep the order of
+  /// the model's changes).
+  void enqueue(Item item) {
+    std::lock_guard g(q_mutex);
+    enqueue_q(std::move(item));
+  }
+  void enqueue_q(Item item) { // q_mutex held
+    queue.push_back(std::move(item));
+    ++enqueued;
+    q_cv.notify_one();
+  }
+
   /// The tree's change listener: runs under the machine lock, so it only queues.
   void on_change(const Change& c) {
     std::lock_guard g(q_mutex);
-    queue.push_back(Item{c});
-    ++enqueued;
-    q_cv.notify_one();
+    Item item{Item::Kind::Change};
+    item.change = c;
+    enqueue_q(std::move(item));
+    if (c.kind == Change::Kind::Removed) {
+      // A removed directory takes its attributes with it, and files opened before keep their
+      // inodes (and pages) in the kernel: drop those pages so reads reach op_read (ENODEV).
+      // The tree is still linked at this point (the listener runs before deactivation).
+      for (const auto& [fh, h] : files) {
+        if (!h->cached) continue;
+        for (const Node* n = h->file.attr().get(); n; n = n->parent()) {
+          if (n->id() != c.node) continue;
+          Item inval{Item::Kind::InvalInode};
+          inval.ino = h->file.attr()->id();
+          enqueue_q(std::move(inval));
+          break;
+        }
+      }
+      last_removed = c.node;
+    } else if (c.kind == Change::Kind::Added && c.node == last_removed) {
+      // The node was renamed or moved (Tree::rename/move report it so). Relative link texts
+      // through it changed, and the kernel caches them (FUSE_CAP_CACHE_SYMLINKS) with their
+      // size.
+      enqueue_q(Item{Item::Kind::InvalLinks});
+    }
   }
 
   static void send_write_reply(fuse_req_t req, const Result<std::size_t>& outcome) {
@@ -268,13 +348,27 @@ struct FuseServer::Impl {
     {
       std::lock_guard g(q_mutex);
       if (!queue.empty() && !stop) {
-        queue.push_back(Item{std::nullopt, req, std::move(outcome)});
-        ++enqueued;
-        q_cv.notify_one();
+        Item item{Item::Kind::WriteReply};
+        item.req = req;
+        item.outcome = std::move(outcome);
+        enqueue_q(std::move(item));
         return;
       }
     }
     send_write_reply(req, outcome);
+  }
+
+  /// Queues the reply of an OPEN behind the items queued before it (its own page invalidation,
+  /// or another open's for the same inode) and returns true; false when nothing is pending and
+  /// the caller answers itself. Locking: machine lock held.
+  bool reply_open_after_changes(fuse_req_t req, const fuse_file_info& fi) {
+    std::lock_guard g(q_mutex);
+    if (queue.empty() || stop) return false;
+    Item item{Item::Kind::OpenReply};
+    item.req = req;
+    item.fi = fi;
+    enqueue_q(std::move(item));
+    return true;
   }
 
   void notifier_main() {
@@ -285,9 +379,31 @@ struct FuseServer::Impl {
       std::vector<Item> batch;
       batch.swap(queue);
       lk.unlock();
+      bool links_done = false; // one pass over the links serves the whole batch
       for (const Item& item : batch) {
-        if (item.change) deliver(*item.change);
-        else send_write_reply(item.reply_to, item.outcome);
+        switch (item.kind) {
+        case Item::Kind::Change:
+          deliver(item.change);
+          break;
+        case Item::Kind::InvalInode:
+          // Waits for pages under READ; those READs are answered by the session workers.
+          (void)fuse_lowlevel_notify_inval_inode(se, item.ino, 0, 0);
+          break;
+        case Item::Kind::InvalLinks:
+          if (!links_done)
+            for (NodeId id : inodes.links()) (void)fuse_lowlevel_notify_inval_inode(se, id, 0, 0);
+          links_done = true;
+          break;
+        case Item::Kind::WriteReply:
+          send_write_reply(item.req, item.outcome);
+          break;
+        case Item::Kind::OpenReply:
+          if (fuse_reply_open(item.req, &item.fi) != 0) { // the opener is gone
+            auto g = tree.lock();
+            drop_file_locked(item.fi.fh);
+          }
+          break;
+        }
       }
       lk.lock();
       delivered += batch.size();
@@ -369,16 +485,22 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto& s = *static_cast<Impl*>(userdata);
   // `echo x > attr` opens with O_TRUNC: take it in OPEN instead of a separate SETATTR(size=0).
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-  // Attribute text must never come from a cache.
+  // Writes must reach store() one by one.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // Link targets change when their target moves; do not cache them.
-  conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
+  // Cached pages are dropped exactly when a text changes (op_open); mtimes say nothing.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // A size that differs from the kernel's must drop its pages (it means another text).
+  conn->want &= ~FUSE_CAP_EXPLICIT_INVAL_DATA;
+  // Link texts change only when a node is renamed or moved, which invalidates them.
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  else conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
   if (s.opt.readdirplus && (conn->capable & FUSE_CAP_READDIRPLUS)) {
     conn->want |= FUSE_CAP_READDIRPLUS;
-    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; // always plus: a walk needs every entry's attrs
+    if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
   } else {
     conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   }
+  if (s.opt.max_read) conn->max_read = s.opt.max_read;
 }
 
 // ---- names -------------------------------------------------------------------------------------------
@@ -392,8 +514,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
       if (!found) return r.error(found.error());
       auto child = std::move(*found);
       if (!child) return r.error(ENOENT); // not cached (no negative entry timeout)
-      e = s.entry_locked(*child);
-      s.inodes.ref(child);
+      e = s.entry_locked(*child, s.inodes.ref(child));
     }
     const int rc = r.entry(e);
     if (rc != 0) s.inodes.forget(e.ino, 1); // the kernel never saw this reference
@@ -415,14 +536,22 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   });
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   serve("getattr", req, [&](Reply& r, Impl& s) {
     struct stat st;
     {
       auto lk = s.tree.lock();
       auto n = s.node_locked(ino);
-      if (!n) return r.error(ENOENT);
-      st = s.stat_locked(*n);
+      if (n) {
+        st = s.stat_locked(*n);
+      } else {
+        // fstat(2), or the size check before a read, on an fd whose attribute was removed:
+        // answered from the open file, so that the read itself fails with ENODEV (sysfs), not
+        // with this request's ENOENT.
+        FileHandle* h = fi ? s.file_locked(fi->fh) : nullptr;
+        if (!h) return r.error(ENOENT);
+        st = s.stat_locked(*h->file.attr());
+      }
     }
     return r.attr(st, s.opt.attr_timeout);
   });
@@ -499,8 +628,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto lk = s.tree.lock();
       auto n = s.node_locked(ino);
       if (!n) return r.error(ENOENT);
-      auto res = s.open_locked(n, r.ctx(), *fi);
+      auto res = s.open_locked(n, r.ctx(), *fi, true);
       if (!res) return r.error(res.error()); // EACCES/ELOOP/... exactly as kernfs says
+      if (s.reply_open_after_changes(req, *fi)) {
+        r.detach(); // the notifier answers (and drops the handle if the opener is gone)
+        return 0;
+      }
     }
     const int rc = r.open(*fi);
     if (rc != 0) { // interrupted: the kernel will never release this handle
@@ -524,10 +657,10 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse
       // The name appeared after the kernel's negative lookup: behave like an open of it.
       if (fi->flags & O_EXCL) return r.error(EEXIST);
       if (child->type() == NodeType::Link) return r.error(EACCES);
-      auto res = s.open_locked(child, r.ctx(), *fi);
+      // Direct I/O: the reply cannot wait behind the notifier, and O_CREAT is for writers.
+      auto res = s.open_locked(child, r.ctx(), *fi, false);
       if (!res) return r.error(res.error());
-      e = s.entry_locked(*child);
-      s.inodes.ref(child);
+      e = s.entry_locked(*child, s.inodes.ref(child));
     }
     const int rc = r.create(e, *fi);
     if (rc != 0) {
@@ -539,16 +672,29 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse
   });
 }
 
-void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   serve("read", req, [&](Reply& r, Impl& s) {
     std::string data;
     {
       auto lk = s.tree.lock();
       FileHandle* h = s.file_locked(fi->fh);
       if (!h) return r.error(EBADF);
-      auto res = h->file.read(static_cast<std::size_t>(off < 0 ? 0 : off), size);
-      if (!res) return r.error(res.error()); // show()'s errno (ENODEV once removed)
-      data = std::move(*res);
+      const auto at = static_cast<std::size_t>(off < 0 ? 0 : off);
+      if (h->cached) {
+        // A page the kernel will keep: it must hold the inode's kept text (the latest
+        // rendered), whichever open's request this is, or a later open that found its text
+        // equal to the kept one would read another. None once unmount has begun: after it,
+        // reads of open files must fail (ENOTCONN), not come from the cache.
+        if (s.closing) return r.error(ENOTCONN);
+        if (!h->file.attr()->active()) return r.error(ENODEV);
+        std::optional<std::string> kept = s.inodes.kept_text(ino);
+        const std::string& text = kept ? *kept : h->text;
+        if (at < text.size()) data = text.substr(at, size);
+      } else {
+        auto res = h->file.read(at, size);
+        if (!res) return r.error(res.error()); // show()'s errno (ENODEV once removed)
+        data = std::move(*res);
+      }
     }
     return r.buf(data.data(), data.size());
   });
@@ -663,23 +809,27 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       const Node& dnode = *h.dir;
       const auto& dir = static_cast<const Dir&>(dnode);
 
-      // Appends one entry; false when the reply buffer is full.
+      // Appends one entry; false when the reply buffer is full. A real entry of a
+      // readdirplus reply hands its inode out: `child` is referenced (and released again when
+      // it does not fit).
       auto add = [&](const char* name, const Node& n, const struct stat& st, off_t next,
-                     bool real) {
+                     const std::shared_ptr<Node>* child) {
         std::size_t need;
         if (plus) {
           fuse_entry_param e{};
-          if (real) {
-            e = s.entry_locked(n);
+          if (child) {
+            e = s.entry_locked(n, s.inodes.ref(*child));
           } else {
             e.attr = st; // "." and "..": ino 0 tells the kernel not to instantiate them
           }
           need = fuse_add_direntry_plus(r.req(), buf.data() + used, size - used, name, &e, next);
+          if (child && need > size - used) s.inodes.forget(n.id(), 1);
         } else {
           need = fuse_add_direntry(r.req(), buf.data() + used, size - used, name, &st, next);
         }
         if (need > size - used) return false;
         used += need;
+        if (plus && child) counted.push_back(n.id());
         return true;
       };
       auto dot_stat = [](const Node& n) {
@@ -690,11 +840,12 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       };
 
       if (off < kDotOffset) {
-        if (!add(".", dnode, dot_stat(dnode), kDotOffset, false)) return r.buf(buf.data(), used);
+        if (!add(".", dnode, dot_stat(dnode), kDotOffset, nullptr)) return r.buf(buf.data(), used);
       }
       if (off < kDotDotOffset) {
         const Node& up = dnode.parent() ? *dnode.parent() : dnode; // the root is its own ".."
-        if (!add("..", up, dot_stat(up), kDotDotOffset, false)) return r.buf(buf.data(), used);
+        if (!add("..", up, dot_stat(up), kDotDotOffset, nullptr))
+          return r.buf(buf.data(), used);
       }
 
       const auto& children = dir.children(); // empty once the directory was removed
@@ -720,12 +871,8 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
                      : child.type() == NodeType::Attr ? S_IFREG
                                                       : S_IFLNK;
         const off_t next = kFirstChildOffset + static_cast<off_t>(h.emitted.size());
-        if (!add(child.name().c_str(), child, st, next, true)) break;
+        if (!add(child.name().c_str(), child, st, next, &*c)) break;
         h.emitted.push_back(child.name());
-        if (plus) {
-          s.inodes.ref(*c);
-          counted.push_back(child.id());
-        }
       }
     }
     const int rc = r.buf(buf.data(), used);
@@ -819,10 +966,20 @@ void FuseServer::Impl::unmount() {
   if (!mounted.exchange(false)) return;
 
   // 1. No more changes get queued; writers blocked in a store give up (EINTR), their replies
-  //    go out with the last invalidations.
+  //    go out with the last invalidations. No page enters the kernel's cache any more
+  //    (`closing`), and the pages of open files are dropped (in step 2, while the loop still
+  //    answers the READs that hold pages locked): once the connection is gone, reads of
+  //    those files must fail with ENOTCONN instead of being served from the cache.
   {
     auto lk = tree.lock();
     tree.set_change_listener({});
+    closing = true;
+    for (const auto& [fh, h] : files) {
+      if (!h->cached) continue;
+      Item inval{Item::Kind::InvalInode};
+      inval.ino = h->file.attr()->id();
+      enqueue(std::move(inval));
+    }
     // A write whose handler has not registered its interrupt callback yet is answered by that
     // handler (the session loop is joined only in step 3).
     std::vector<std::shared_ptr<Completion>> pending;
@@ -927,6 +1084,8 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
 
   std::string mount_opts = "fsname=" + opt.fsname + ",subtype=" + opt.subtype;
   if (opt.allow_other) mount_opts += ",allow_other";
+  // Also set in op_init (conn->max_read): libfuse 3.14 wants both.
+  if (opt.max_read) mount_opts += ",max_read=" + std::to_string(opt.max_read);
   std::vector<std::string> argv_s = {"apemu-fusefs", "-o", mount_opts};
   if (opt.debug) argv_s.emplace_back("-d");
   std::vector<char*> argv;

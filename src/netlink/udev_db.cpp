@@ -83,6 +83,18 @@ Result<std::string> UdevDatabase::path_for(std::string_view subsystem, std::stri
 
 Result<void> UdevDatabase::write_locked(const std::string& path, const Properties& properties,
                                         std::uint64_t usec_initialized) {
+  APEMU_TRY(std::string tmp, write_temp_locked(path, properties, usec_initialized));
+  if (rename(tmp.c_str(), path.c_str()) < 0) {
+    const int err = errno;
+    unlink(tmp.c_str());
+    return Error(err, "rename " + tmp);
+  }
+  return {};
+}
+
+Result<std::string> UdevDatabase::write_temp_locked(const std::string& path,
+                                                    const Properties& properties,
+                                                    std::uint64_t usec_initialized) {
   std::string text;
   if (usec_initialized != 0) text += "I:" + std::to_string(usec_initialized) + "\n";
   for (const auto& [key, value] : properties) {
@@ -96,7 +108,7 @@ Result<void> UdevDatabase::write_locked(const std::string& path, const Propertie
   std::string tmp = path.substr(0, slash + 1) + ".#" + path.substr(slash + 1) + "XXXXXX";
   const int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return Error(errno, "mkostemp " + tmp);
-  auto fail = [&](Error e) -> Result<void> {
+  auto fail = [&](Error e) -> Error {
     close(fd);
     unlink(tmp.c_str());
     return e;
@@ -108,12 +120,7 @@ Result<void> UdevDatabase::write_locked(const std::string& path, const Propertie
     unlink(tmp.c_str());
     return Error(err, "close " + tmp);
   }
-  if (rename(tmp.c_str(), path.c_str()) < 0) {
-    const int err = errno;
-    unlink(tmp.c_str());
-    return Error(err, "rename " + tmp);
-  }
-  return {};
+  return tmp;
 }
 
 Result<std::uint64_t> UdevDatabase::read_usec_locked(const std::string& path) const {
@@ -144,6 +151,40 @@ Result<void> UdevDatabase::add(std::string_view subsystem, std::string_view sysn
   APEMU_TRY(auto path, path_for(subsystem, sysname, driver_subsystem));
   std::lock_guard lock(m_mutex);
   return write_locked(path, properties, usec_initialized);
+}
+
+Result<void> UdevDatabase::add_coldplug(const std::vector<DeviceName>& devices,
+                                        std::uint64_t usec_initialized) {
+  if (devices.empty()) return {};
+  std::lock_guard lock(m_mutex);
+  APEMU_TRY(auto first, path_for(devices.front().first, devices.front().second, {}));
+  // One file, then a link per device. The temporary name keeps the shared inode reachable
+  // until every link exists; it goes at the end either way.
+  APEMU_TRY(std::string shared, write_temp_locked(first, {}, usec_initialized));
+  Result<void> out;
+  auto failed = [&](Error e) {
+    if (out) out = std::move(e);
+  };
+  for (const auto& [subsystem, sysname] : devices) {
+    auto path = path_for(subsystem, sysname, {});
+    if (!path) {
+      failed(std::move(path.error()));
+      continue;
+    }
+    if (link(shared.c_str(), path->c_str()) == 0) continue;
+    if (errno != EEXIST) {
+      failed(Error(errno, "link " + *path));
+      continue;
+    }
+    // An entry from an earlier daemon: replace it as atomically as add() would.
+    const std::string again = shared + ".1";
+    if (link(shared.c_str(), again.c_str()) < 0 || rename(again.c_str(), path->c_str()) < 0) {
+      failed(Error(errno, "link " + *path));
+      unlink(again.c_str());
+    }
+  }
+  unlink(shared.c_str());
+  return out;
 }
 
 Result<void> UdevDatabase::remove(std::string_view subsystem, std::string_view sysname,

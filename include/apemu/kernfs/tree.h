@@ -22,6 +22,8 @@ namespace apemu::kernfs {
 
 /// What changed in the tree, for cache invalidation.
 struct Change {
+  /// Tree::rename and Tree::move report Removed for the old place, then Added for the new one,
+  /// with the same node id (ids of new nodes are never those of earlier ones).
   enum class Kind { Added, Removed, Renamed };
   Kind kind;
   NodeId parent; ///< directory whose entry changed
@@ -56,6 +58,23 @@ public:
   /// Creates an attribute that owns its ops.
   Result<std::shared_ptr<Attr>> create_attr(Dir& parent, std::string name, mode_t mode,
                                             std::unique_ptr<AttrOps> ops);
+  /// Adds the rows of a static attribute table (`count` rows of `type` at `rows`, each with
+  /// context `ctx`) whose bit is set in `visible` to `parent` as lazy attributes: their ids are
+  /// reserved now (in row order, as create_attr would hand them out), they count as nodes and
+  /// are reported to the change listener as added, but their nodes are only created when the
+  /// directory is listed, one of their names is looked up, or they are removed (see Dir).
+  /// A lazy attribute has the row's own mode. Returns false, and changes nothing, when this
+  /// cannot be done exactly: more than 64 rows, a name twice in the table, or a visible name
+  /// already taken in `parent`; the caller then creates the rows with create_attr, which
+  /// reports the clash. Locking: model lock. Lifetime: `rows` must be static; `ctx` must
+  /// outlive the directory or the rows (remove_lazy_attrs).
+  bool add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows, std::size_t count,
+                      std::uint64_t visible, void* ctx);
+  /// Removes the rows that add_lazy_attrs(parent, ..., rows, ..., ctx) added and that were not
+  /// created since. Returns false when there are none (the caller removes created nodes by
+  /// name). Locking: model lock.
+  bool remove_lazy_attrs(Dir& parent, const void* rows, void* ctx);
+
   /// Creates a symlink to `target`. Same errors as create_dir.
   Result<std::shared_ptr<Link>> create_link(Dir& parent, std::string name,
                                             const std::shared_ptr<Node>& target);
