@@ -53,14 +53,17 @@ struct FileHandle {
   std::string text; ///< cached: the text rendered at open
 };
 
-/// An open directory (fi->fh of opendir). Entries are served in name order; `emitted[i]` is the
-/// name that was returned at offset i + kFirstChildOffset, so a later READDIR at that offset
-/// resumes after that *name*: entries removed in between neither shift nor skip the others
-/// (kernfs resumes by name hash for the same reason).
+/// An open directory (fi->fh of opendir). Entries are served in name order; an entry's offset
+/// is its node id + kFirstChildOffset, so a READDIR at that offset resumes after that entry's
+/// *name*: entries removed in between neither shift nor skip the others (kernfs resumes by name
+/// hash for the same reason). The offset means the same on every handle: the kernel's readdir
+/// cache (FOPEN_CACHE_DIR) may continue a listing that another open filled partly.
+/// `emitted` holds (id, name) of the entries this handle returned, to resume after an entry that
+/// is gone by now.
 struct DirHandle {
   explicit DirHandle(std::shared_ptr<Node> d) : dir(std::move(d)) {}
   std::shared_ptr<Node> dir;
-  std::vector<std::string> emitted;
+  std::vector<std::pair<NodeId, std::string>> emitted;
 };
 
 /// Operations counted by FuseServer::request_counts().
@@ -313,19 +316,25 @@ struct FuseServer::Impl {
     item.change = c;
     enqueue_q(std::move(item));
     if (c.kind == Change::Kind::Removed) {
-      // A removed directory takes its attributes with it, and files opened before keep their
-      // inodes (and pages) in the kernel: drop those pages so reads reach op_read (ENODEV).
-      // The tree is still linked at this point (the listener runs before deactivation).
-      for (const auto& [fh, h] : files) {
-        if (!h->cached) continue;
-        for (const Node* n = h->file.attr().get(); n; n = n->parent()) {
-          if (n->id() != c.node) continue;
-          Item inval{Item::Kind::InvalInode};
-          inval.ino = h->file.attr()->id();
-          enqueue_q(std::move(inval));
-          break;
-        }
-      }
+      // A removed directory takes its subtree with it, and files and directories opened before
+      // keep their inodes (with pages and listings) in the kernel: drop those so that reads
+      // reach op_read (ENODEV) and listings come out empty, as in sysfs. The tree is still
+      // linked at this point (the listener runs before deactivation).
+      auto below = [&](const Node* n) {
+        for (; n; n = n->parent())
+          if (n->id() == c.node) return true;
+        return false;
+      };
+      auto inval = [&](NodeId id) {
+        Item item{Item::Kind::InvalInode};
+        item.ino = id;
+        enqueue_q(std::move(item));
+      };
+      for (const auto& [fh, h] : files)
+        if (h->cached && below(h->file.attr().get())) inval(h->file.attr()->id());
+      if (opt.page_cache)
+        for (const auto& [fh, h] : dirs)
+          if (below(h->dir.get())) inval(h->dir->id());
       last_removed = c.node;
     } else if (c.kind == Change::Kind::Added && c.node == last_removed) {
       // The node was renamed or moved (Tree::rename/move report it so). Relative link texts
@@ -380,10 +389,14 @@ struct FuseServer::Impl {
       batch.swap(queue);
       lk.unlock();
       bool links_done = false; // one pass over the links serves the whole batch
+      std::vector<NodeId> listings;
       for (const Item& item : batch) {
+        // A reply goes out only after every listing that changed before it was dropped.
+        if (item.kind == Item::Kind::WriteReply || item.kind == Item::Kind::OpenReply)
+          flush_listings(listings);
         switch (item.kind) {
         case Item::Kind::Change:
-          deliver(item.change);
+          deliver(item.change, listings);
           break;
         case Item::Kind::InvalInode:
           // Waits for pages under READ; those READs are answered by the session workers.
@@ -405,6 +418,7 @@ struct FuseServer::Impl {
           break;
         }
       }
+      flush_listings(listings);
       lk.lock();
       delivered += batch.size();
       done_cv.notify_all();
@@ -414,18 +428,30 @@ struct FuseServer::Impl {
   /// Pushes one change to the kernel. No lock is held: fuse_lowlevel_notify_inval_entry takes
   /// the parent directory's inode lock and may wait for a LOOKUP in that directory, which one of
   /// our handlers answers after taking the model lock.
-  void deliver(const Change& c) {
+  /// `listings` collects the directories whose cached listing must go (see flush_listings).
+  void deliver(const Change& c, std::vector<NodeId>& listings) {
     // The kernel can only have cached parent/name if it holds the parent inode; skipping the
     // others avoids a syscall per attribute while a new device directory is being filled.
     if (c.parent == FUSE_ROOT_ID || inodes.contains(c.parent)) {
       // Errors are expected and harmless: ENOENT when nothing was cached.
       (void)fuse_lowlevel_notify_inval_entry(se, c.parent, c.name.data(), c.name.size());
+      if (opt.page_cache && (listings.empty() || listings.back() != c.parent))
+        listings.push_back(c.parent);
     }
     if (c.kind != Change::Kind::Added && inodes.contains(c.node)) {
-      // The node itself went away or changed its name: drop its cached attributes (and data,
-      // although direct I/O keeps none).
+      // The node itself went away or changed its name: drop its cached attributes, pages and
+      // listing.
       (void)fuse_lowlevel_notify_inval_inode(se, c.node, 0, 0);
     }
+  }
+
+  /// Drops the kernel's cached listing (FOPEN_CACHE_DIR pages) of each directory in
+  /// `listings`, once per directory however many of its entries changed in a batch.
+  void flush_listings(std::vector<NodeId>& listings) {
+    std::sort(listings.begin(), listings.end());
+    listings.erase(std::unique(listings.begin(), listings.end()), listings.end());
+    for (NodeId d : listings) (void)fuse_lowlevel_notify_inval_inode(se, d, 0, 0);
+    listings.clear();
   }
 
   void flush_invalidations() {
@@ -541,17 +567,18 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     struct stat st;
     {
       auto lk = s.tree.lock();
-      auto n = s.node_locked(ino);
-      if (n) {
-        st = s.stat_locked(*n);
-      } else {
-        // fstat(2), or the size check before a read, on an fd whose attribute was removed:
-        // answered from the open file, so that the read itself fails with ENODEV (sysfs), not
-        // with this request's ENOENT.
+      // A removed node that is still alive (an open file or directory holds it) keeps its
+      // attributes, as a kernfs inode does: fstat(2) works, and the size check before a read
+      // on such an fd does not turn the read's ENODEV into ENOENT. The handle answers when
+      // the inode table has let go of the node already.
+      std::shared_ptr<Node> n =
+          ino == FUSE_ROOT_ID ? std::static_pointer_cast<Node>(s.tree.root()) : s.inodes.get(ino);
+      if (!n) {
         FileHandle* h = fi ? s.file_locked(fi->fh) : nullptr;
         if (!h) return r.error(ENOENT);
-        st = s.stat_locked(*h->file.attr());
+        n = h->file.attr();
       }
+      st = s.stat_locked(*n);
     }
     return r.attr(st, s.opt.attr_timeout);
   });
@@ -784,9 +811,11 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       s.dirs.emplace(fh, std::make_unique<DirHandle>(std::move(n)));
       ++s.handle_count;
       fi->fh = fh;
+      // The kernel may cache listings: every change of a directory the kernel holds drops its
+      // cached listing (deliver()) before a write that caused it returns.
+      fi->cache_readdir = s.opt.page_cache && !s.closing;
+      fi->keep_cache = fi->cache_readdir;
     }
-    fi->cache_readdir = 0; // listings change behind the kernel's back
-    fi->keep_cache = 0;
     const int rc = r.open(*fi);
     if (rc != 0) {
       auto lk = s.tree.lock();
@@ -805,6 +834,8 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       auto lk = s.tree.lock();
       auto it = s.dirs.find(fi->fh);
       if (it == s.dirs.end()) return r.error(EBADF);
+      // Nothing more may enter the readdir cache once unmount has begun (see op_read).
+      if (s.closing && s.opt.page_cache) return r.error(ENOTCONN);
       DirHandle& h = *it->second;
       const Node& dnode = *h.dir;
       const auto& dir = static_cast<const Dir&>(dnode);
@@ -853,12 +884,21 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       if (off < kFirstChildOffset) {
         h.emitted.clear();
       } else {
-        const auto k = static_cast<std::size_t>(off - kFirstChildOffset);
-        if (k >= h.emitted.size()) return r.buf(buf.data(), used); // unknown offset: end
-        // Resume after the name last consumed at `off`, wherever it is now.
-        const std::string last = h.emitted[k];
-        h.emitted.resize(k + 1);
-        start = std::upper_bound(children.begin(), children.end(), last,
+        // Resume after the name of the entry returned at `off`, wherever it is now: this
+        // handle's own entries first (from the end: the kernel continues near its last
+        // reply), then the directory (an offset another open handed to the readdir cache).
+        const auto id = static_cast<NodeId>(off - kFirstChildOffset);
+        std::optional<std::string> last;
+        for (auto e = h.emitted.rbegin(); e != h.emitted.rend() && !last; ++e)
+          if (e->first == id) last = e->second;
+        if (!last)
+          for (const auto& c : children)
+            if (c->id() == id) {
+              last = c->name();
+              break;
+            }
+        if (!last) return r.buf(buf.data(), used); // an entry gone before we saw it: end
+        start = std::upper_bound(children.begin(), children.end(), *last,
                                  [](const std::string& key, const std::shared_ptr<Node>& c) {
                                    return key < c->name();
                                  });
@@ -870,9 +910,9 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
         st.st_mode = child.type() == NodeType::Dir    ? S_IFDIR
                      : child.type() == NodeType::Attr ? S_IFREG
                                                       : S_IFLNK;
-        const off_t next = kFirstChildOffset + static_cast<off_t>(h.emitted.size());
+        const off_t next = kFirstChildOffset + static_cast<off_t>(child.id());
         if (!add(child.name().c_str(), child, st, next, &*c)) break;
-        h.emitted.push_back(child.name());
+        h.emitted.emplace_back(child.id(), child.name());
       }
     }
     const int rc = r.buf(buf.data(), used);
@@ -974,10 +1014,14 @@ void FuseServer::Impl::unmount() {
     auto lk = tree.lock();
     tree.set_change_listener({});
     closing = true;
-    for (const auto& [fh, h] : files) {
-      if (!h->cached) continue;
+    std::vector<NodeId> open_inodes;
+    for (const auto& [fh, h] : files)
+      if (h->cached) open_inodes.push_back(h->file.attr()->id());
+    if (opt.page_cache)
+      for (const auto& [fh, h] : dirs) open_inodes.push_back(h->dir->id());
+    for (NodeId id : open_inodes) {
       Item inval{Item::Kind::InvalInode};
-      inval.ino = h->file.attr()->id();
+      inval.ino = id;
       enqueue(std::move(inval));
     }
     // A write whose handler has not registered its interrupt callback yet is answered by that
