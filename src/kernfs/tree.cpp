@@ -77,6 +77,12 @@ bool Dir::has_child(std::string_view name) const {
   return lazy_has(name);
 }
 
+std::size_t Dir::lazy_count() const {
+  std::size_t n = 0;
+  for (const LazyAttrs& l : m_lazy) n += static_cast<std::size_t>(std::popcount(l.visible));
+  return n;
+}
+
 /// The row of `table` named `name`, or -1.
 static long table_row(const AttrTable& table, std::string_view name) {
   auto it = std::lower_bound(table.sorted_names.begin(), table.sorted_names.end(), name,
@@ -283,7 +289,7 @@ Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, m
 bool Tree::add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows,
                           std::size_t count, std::uint64_t visible, void* ctx) {
   m_lock->assert_held();
-  if (count > 64 || !parent.active()) return false;
+  if (!m_lazy_attrs || count > 64 || !parent.active()) return false;
   if (count < 64) visible &= (std::uint64_t{1} << count) - 1;
   const AttrTable& table = intern_table(type, rows, count);
   if (!table.unique_names) return false;

@@ -157,10 +157,9 @@ Result<void> UdevDatabase::add_coldplug(const std::vector<DeviceName>& devices,
                                         std::uint64_t usec_initialized) {
   if (devices.empty()) return {};
   std::lock_guard lock(m_mutex);
-  APEMU_TRY(auto first, path_for(devices.front().first, devices.front().second, {}));
-  // One file, then a link per device. The temporary name keeps the shared inode reachable
-  // until every link exists; it goes at the end either way.
-  APEMU_TRY(std::string shared, write_temp_locked(first, {}, usec_initialized));
+  // One file, then a link per device. The temporary name (".#coldplugXXXXXX" in data/) keeps
+  // the shared inode reachable until every link exists; it goes at the end either way.
+  APEMU_TRY(std::string shared, write_temp_locked(data_path("coldplug"), {}, usec_initialized));
   Result<void> out;
   auto failed = [&](Error e) {
     if (out) out = std::move(e);

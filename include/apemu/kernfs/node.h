@@ -186,6 +186,8 @@ public:
   std::shared_ptr<Node> find(std::string_view name) const;
   /// True when a child (created or lazy) has this name; creates nothing.
   bool has_child(std::string_view name) const;
+  /// Lazy attributes not created yet (for tests and memory accounting).
+  std::size_t lazy_count() const;
 
 private:
   friend class Tree;

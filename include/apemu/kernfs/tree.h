@@ -74,6 +74,9 @@ public:
   /// created since. Returns false when there are none (the caller removes created nodes by
   /// name). Locking: model lock.
   bool remove_lazy_attrs(Dir& parent, const void* rows, void* ctx);
+  /// Off: add_lazy_attrs declines everything, so every attribute is created at once (to
+  /// compare both ways in tests). On by default.
+  void set_lazy_attrs(bool on) { m_lazy_attrs = on; }
 
   /// Creates a symlink to `target`. Same errors as create_dir.
   Result<std::shared_ptr<Link>> create_link(Dir& parent, std::string name,
@@ -112,6 +115,7 @@ private:
   std::shared_ptr<Dir> m_root;
   NodeId m_next_id = kRootId + 1;
   std::size_t m_node_count = 1;
+  bool m_lazy_attrs = true;
   std::function<void(const Change&)> m_listener;
 };
 
