@@ -30,6 +30,17 @@ constexpr bool kLeakChecked = false;
 constexpr bool kLeakChecked = false;
 #endif
 
+/// Ends a command that is done with its machine: without a leak checker, at once (the machine,
+/// a million kernfs nodes for max.toml, is freed by the exit instead of node by node, and no
+/// static destructors or atexit handlers run); with one, by returning the code to main's caller
+/// as usual. `tb` is the command's machine, if it has one (released before a normal return).
+int finish(int code, std::unique_ptr<testbed::Testbed> tb = nullptr) {
+  if (kLeakChecked) return code;
+  (void)tb.release();
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
 /// "apemu: WHAT: CONTEXT: ENAME (strerror)": every failure names its errno.
 int fail(const Error& e, const std::string& what) {
   const Errno code(e.code);
@@ -159,11 +170,8 @@ int main(int argc, char** argv) {
     ro.leave_machine_to_exit = !kLeakChecked;
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");
-    if (kLeakChecked) return *r;
-    // The machine was left to the exit (RunOptions::leave_machine_to_exit): skip the static
-    // destructors and atexit handlers too.
-    std::fflush(nullptr);
-    ::_exit(*r);
+    // CMD has ended and the tree is unmounted; run_isolated left the machine to the exit.
+    return finish(*r);
   }
   if (*serve_cmd) {
     serve_opt.topology = common.topology;
@@ -192,15 +200,20 @@ int main(int argc, char** argv) {
 
   if (*export_cmd) {
     auto tb = boot_or_exit(common);
-    auto g = tb->lock(); // each one-shot command is an entry point
-    if (auto r = tb->export_to(export_dir); !r) return fail(r.error(), "export");
-    return 0;
+    int code = 0;
+    {
+      auto g = tb->lock(); // each one-shot command is an entry point
+      if (auto r = tb->export_to(export_dir); !r) code = fail(r.error(), "export");
+    }
+    return finish(code, std::move(tb));
   }
   if (*tree_cmd) {
     auto tb = boot_or_exit(common);
-    auto g = tb->lock();
-    std::fputs(tb->dump(tree_path).c_str(), stdout);
-    return 0;
+    {
+      auto g = tb->lock();
+      std::fputs(tb->dump(tree_path).c_str(), stdout);
+    }
+    return finish(0, std::move(tb));
   }
   if (*show_cmd) {
     auto tb = boot_or_exit(common);
