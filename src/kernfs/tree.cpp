@@ -14,6 +14,13 @@ namespace apemu::kernfs {
 
 // ---- Node -------------------------------------------------------------------------------------
 
+std::size_t Node::path_length() const {
+  if (!m_parent) return m_id == kRootId ? 1 : 1 + m_name.size();
+  std::size_t n = 0;
+  for (const Node* p = this; p && p->m_parent; p = p->m_parent) n += 1 + p->m_name.size();
+  return n == 0 ? 1 : n;
+}
+
 std::string Node::path() const {
   if (!m_parent) return m_id == kRootId ? "/" : "/" + m_name;
   std::vector<const Node*> chain;
@@ -83,8 +90,16 @@ std::size_t Dir::lazy_count() const {
   return n;
 }
 
+/// A bit of AttrTable::bloom for a name: its first byte and length, which already tell most
+/// names of a directory apart.
+static std::uint64_t name_bloom(std::string_view name) {
+  const unsigned first = name.empty() ? 0u : static_cast<unsigned char>(name[0]);
+  return std::uint64_t{1} << ((first * 7u + static_cast<unsigned>(name.size())) & 63u);
+}
+
 /// The row of `table` named `name`, or -1.
 static long table_row(const AttrTable& table, std::string_view name) {
+  if (!(table.bloom & name_bloom(name))) return -1;
   auto it = std::lower_bound(table.sorted_names.begin(), table.sorted_names.end(), name,
                              [](const auto& e, std::string_view n) { return e.first < n; });
   if (it == table.sorted_names.end() || it->first != name) return -1;
@@ -159,8 +174,11 @@ const AttrTable& intern_table(const AttrRowType& type, const void* rows, std::si
     t->type = &type;
     t->rows = rows;
     t->count = count;
-    for (std::size_t i = 0; i < count; ++i)
+    t->bloom = 0;
+    for (std::size_t i = 0; i < count; ++i) {
       t->sorted_names.emplace_back(type.name(rows, i), static_cast<std::uint32_t>(i));
+      t->bloom |= name_bloom(type.name(rows, i));
+    }
     std::sort(t->sorted_names.begin(), t->sorted_names.end());
     t->unique_names = std::adjacent_find(t->sorted_names.begin(), t->sorted_names.end(),
                                          [](const auto& a, const auto& b) {
@@ -291,28 +309,40 @@ bool Tree::add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows
   m_lock->assert_held();
   if (!m_lazy_attrs || count > 64 || !parent.active()) return false;
   if (count < 64) visible &= (std::uint64_t{1} << count) - 1;
-  const AttrTable& table = intern_table(type, rows, count);
+  const AttrTable& table = cached_table(type, rows, count);
   if (!table.unique_names) return false;
   for (const LazyAttrs& l : parent.m_lazy) {
     if (l.table == &table) return false; // the same table twice: every name clashes
-    if (tables_disjoint(*l.table, table)) continue;
+    if (cached_disjoint(*l.table, table)) continue;
     for (std::size_t i = 0; i < count; ++i) {
       if (!((visible >> i) & 1)) continue;
       const long row = table_row(*l.table, type.name(rows, i));
       if (row >= 0 && (l.visible >> row) & 1) return false;
     }
   }
-  for (std::size_t i = 0; i < count; ++i) {
-    if (!((visible >> i) & 1)) continue;
-    const std::string_view name = type.name(rows, i);
-    const std::size_t at = parent.lower_bound(name);
-    if (at < parent.m_children.size() && parent.m_children[at]->name() == name) return false;
+  // Against the created children: from whichever side is smaller (a new device directory has
+  // a link or two when its groups arrive).
+  if (parent.m_children.size() < count) {
+    for (const auto& c : parent.m_children) {
+      const long row = table_row(table, c->name());
+      if (row >= 0 && (visible >> row) & 1) return false;
+    }
+  } else {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!((visible >> i) & 1)) continue;
+      const std::string_view name = type.name(rows, i);
+      const std::size_t at = parent.lower_bound(name);
+      if (at < parent.m_children.size() && parent.m_children[at]->name() == name) return false;
+    }
   }
   const auto n = static_cast<std::size_t>(std::popcount(visible));
   if (n == 0) return true;
   const NodeId first = m_next_id;
   m_next_id += n;
   m_node_count += n;
+  // A device directory collects half a dozen tables (uevent, its groups, online, the bus's,
+  // driver_override, the driver's): one allocation instead of four.
+  if (parent.m_lazy.empty()) parent.m_lazy.reserve(4);
   parent.m_lazy.push_back(LazyAttrs{&table, ctx, first, visible});
   if (m_listener) {
     NodeId id = first;
@@ -321,6 +351,25 @@ bool Tree::add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows
         notify(Change::Kind::Added, parent, std::string(type.name(rows, i)), id++);
   }
   return true;
+}
+
+// A machine uses a few dozen tables, each for thousands of directories: the process-wide
+// registry (and its mutex) is asked once per table and pair, then this tree's own small caches
+// answer (model lock held).
+const AttrTable& Tree::cached_table(const AttrRowType& type, const void* rows, std::size_t count) {
+  for (const auto& [key, n, table] : m_tables)
+    if (key == rows && n == count) return *table;
+  const AttrTable& t = intern_table(type, rows, count);
+  m_tables.emplace_back(rows, count, &t);
+  return t;
+}
+
+bool Tree::cached_disjoint(const AttrTable& a, const AttrTable& b) {
+  for (const auto& [x, y, disjoint] : m_disjoint)
+    if (x == &a && y == &b) return disjoint;
+  const bool d = tables_disjoint(a, b);
+  m_disjoint.emplace_back(&a, &b, d);
+  return d;
 }
 
 bool Tree::remove_lazy_attrs(Dir& parent, const void* rows, void* ctx) {

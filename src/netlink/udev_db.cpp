@@ -164,25 +164,36 @@ Result<void> UdevDatabase::add_coldplug(const std::vector<DeviceName>& devices,
   auto failed = [&](Error e) {
     if (out) out = std::move(e);
   };
+  // Names relative to the data directory: no path walk per link.
+  const std::string data = m_root + "/data";
+  const int dfd = open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    const int err = errno;
+    unlink(shared.c_str());
+    return Error(err, "open " + data);
+  }
+  const std::string shared_name = shared.substr(shared.rfind('/') + 1);
+  const std::string again = shared_name + ".1";
   for (const auto& [subsystem, sysname] : devices) {
-    auto path = path_for(subsystem, sysname, {});
-    if (!path) {
-      failed(std::move(path.error()));
+    auto id = device_id(subsystem, sysname, {});
+    if (!id) {
+      failed(std::move(id.error()));
       continue;
     }
-    if (link(shared.c_str(), path->c_str()) == 0) continue;
+    if (linkat(dfd, shared_name.c_str(), dfd, id->c_str(), 0) == 0) continue;
     if (errno != EEXIST) {
-      failed(Error(errno, "link " + *path));
+      failed(Error(errno, "link " + data_path(*id)));
       continue;
     }
     // An entry from an earlier daemon: replace it as atomically as add() would.
-    const std::string again = shared + ".1";
-    if (link(shared.c_str(), again.c_str()) < 0 || rename(again.c_str(), path->c_str()) < 0) {
-      failed(Error(errno, "link " + *path));
-      unlink(again.c_str());
+    if (linkat(dfd, shared_name.c_str(), dfd, again.c_str(), 0) < 0 ||
+        renameat(dfd, again.c_str(), dfd, id->c_str()) < 0) {
+      failed(Error(errno, "link " + data_path(*id)));
+      unlinkat(dfd, again.c_str(), 0);
     }
   }
-  unlink(shared.c_str());
+  unlinkat(dfd, shared_name.c_str(), 0);
+  close(dfd);
   return out;
 }
 

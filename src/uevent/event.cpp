@@ -35,6 +35,16 @@ Result<void> Env::add(std::string_view key, std::string_view value) {
   return {};
 }
 
+Result<void> Env::add_counted(std::string_view key, std::size_t value_size) {
+  APEMU_ASSERT(!m_store);
+  const std::size_t len = key.size() + 1 + value_size + 1;
+  if (m_count >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
+  if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
+  m_counted[m_count++] = Counted{fnv1a(key), len};
+  m_bytes += len;
+  return {};
+}
+
 void Env::remove_all(std::string_view key) {
   if (!m_store) {
     // Compacts the counted entries as remove_if does the stored ones. Two keys with one 64-bit

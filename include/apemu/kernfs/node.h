@@ -93,6 +93,8 @@ struct AttrTable {
   std::vector<std::pair<std::string_view, std::uint32_t>> sorted_names;
   /// False when a name occurs twice (such a table is always created eagerly, which reports it).
   bool unique_names;
+  /// One bit per name (first byte and length): most names are ruled out without a search.
+  std::uint64_t bloom;
 };
 
 /// Attribute rows a directory holds without having created their nodes yet: one table, the
@@ -147,6 +149,8 @@ public:
   bool active() const { return m_active; }
   /// Absolute path below the tree root ("/devices/ap/card05"); "/" for the root.
   std::string path() const;
+  /// path().size(), without building the string.
+  std::size_t path_length() const;
   /// True when `this` is `other` or one of its ancestors.
   bool is_ancestor_or_self_of(const Node& other) const;
 

@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "apemu/base/result.h"
 #include "apemu/kernfs/node.h"
@@ -116,6 +118,10 @@ private:
   NodeId m_next_id = kRootId + 1;
   std::size_t m_node_count = 1;
   bool m_lazy_attrs = true;
+  const AttrTable& cached_table(const AttrRowType& type, const void* rows, std::size_t count);
+  bool cached_disjoint(const AttrTable& a, const AttrTable& b);
+  std::vector<std::tuple<const void*, std::size_t, const AttrTable*>> m_tables;
+  std::vector<std::tuple<const AttrTable*, const AttrTable*, bool>> m_disjoint;
   std::function<void(const Change&)> m_listener;
 };
 

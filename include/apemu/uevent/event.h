@@ -63,6 +63,10 @@ public:
   /// Appends KEY=VALUE. Returns: ENOMEM when the 64-variable or 2048-byte limit is exceeded
   /// (add_uevent_var); the env is then unchanged.
   Result<void> add(std::string_view key, std::string_view value);
+  /// For a counting Env: counts KEY=VALUE for a value of `value_size` bytes without needing
+  /// the value (a DEVPATH's length is cheaper than its text). Same errors as add(). On a
+  /// storing Env it is a bug (asserted).
+  Result<void> add_counted(std::string_view key, std::size_t value_size);
   /// Removes every variable named `key` (the kernel strips MODALIAS from unbind events).
   void remove_all(std::string_view key);
   std::optional<std::string> get(std::string_view key) const;
