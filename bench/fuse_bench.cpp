@@ -304,9 +304,12 @@ int main(int argc, char** argv) {
   print_requests("warm", c0, c1, per);
 
   // ---- warm walks, one CPU and unpinned ----
+  c0 = (*srv)->request_counts();
   const Ratio pinned = warm_walks(fuse_dir, tmpfs_dir, rounds, walks);
   set_affinity_all(all);
   const Ratio free = warm_walks(fuse_dir, tmpfs_dir, rounds, walks);
+  c1 = (*srv)->request_counts();
+  print_requests("all timed warm walks", c0, c1, per * 2L * rounds * walks);
   std::printf("warm whole-tree read, median of %d rounds of %d walks:\n", rounds, walks);
   std::printf("  one CPU (taskset -c %d): fuse %.3f ms, tmpfs %.3f ms, ratio %.2f  "
               "(%.1f us vs %.1f us per file)\n",
