@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "apemu/base/assert.h"
 
@@ -18,10 +19,14 @@ Result<Action> parse_action(std::string_view s) {
   return Error(EINVAL, "unknown uevent action string");
 }
 
-static std::uint64_t fnv1a(std::string_view s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
+/// What a counting Env remembers of a key: its length and its first and last eight bytes, which
+/// identify every key shorter than 17 bytes (the kernel's are) and cost no loop to compute.
+static std::uint64_t key_print(std::string_view s) {
+  std::uint64_t head = 0, tail = 0;
+  std::memcpy(&head, s.data(), std::min<std::size_t>(s.size(), 8));
+  if (s.size() > 8) std::memcpy(&tail, s.data() + s.size() - std::min<std::size_t>(s.size() - 8, 8),
+                                std::min<std::size_t>(s.size() - 8, 8));
+  return head ^ (tail * 0x9e3779b97f4a7c15ull) ^ (static_cast<std::uint64_t>(s.size()) << 58);
 }
 
 Result<void> Env::add(std::string_view key, std::string_view value) {
@@ -29,7 +34,7 @@ Result<void> Env::add(std::string_view key, std::string_view value) {
   if (m_count >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
   if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
   if (m_store) m_vars.emplace_back(std::string(key), std::string(value));
-  else m_counted[m_count] = Counted{fnv1a(key), len};
+  else m_counted[m_count] = Counted{key_print(key), len};
   ++m_count;
   m_bytes += len;
   return {};
@@ -40,7 +45,7 @@ Result<void> Env::add_counted(std::string_view key, std::size_t value_size) {
   const std::size_t len = key.size() + 1 + value_size + 1;
   if (m_count >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
   if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
-  m_counted[m_count++] = Counted{fnv1a(key), len};
+  m_counted[m_count++] = Counted{key_print(key), len};
   m_bytes += len;
   return {};
 }
@@ -49,7 +54,7 @@ void Env::remove_all(std::string_view key) {
   if (!m_store) {
     // Compacts the counted entries as remove_if does the stored ones. Two keys with one 64-bit
     // hash would only make the byte count differ from the stored case.
-    const std::uint64_t h = fnv1a(key);
+    const std::uint64_t h = key_print(key);
     std::size_t out = 0;
     for (std::size_t i = 0; i < m_count; ++i) {
       if (m_counted[i].key_hash == h) m_bytes -= m_counted[i].bytes;

@@ -95,7 +95,9 @@ struct Options {
 /// nodes, so show()/store() run exactly as they do for in-process callers. Internal locks (the
 /// inode table, the invalidation queue) are leaves taken after the model lock. The invalidation
 /// thread never holds the model lock while it talks to the kernel (libfuse's deadlock rule for
-/// fuse_lowlevel_notify_inval_*). Consequently no thread may hold the model lock while it makes
+/// fuse_lowlevel_notify_inval_*); it takes it only to drop the handle of an open whose delayed
+/// reply the kernel no longer wanted. Replies that must follow invalidations (writes, and
+/// read-only opens whose text changed) are sent by that thread, in queue order. Consequently no thread may hold the model lock while it makes
 /// a syscall on the mount, calls unmount() or calls flush_invalidations(): the FUSE handler
 /// serving that syscall would wait for the lock forever.
 ///

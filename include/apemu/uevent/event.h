@@ -86,7 +86,7 @@ private:
   }
   /// What a counting Env remembers of a variable: enough for remove_all to give the bytes back.
   struct Counted {
-    std::uint64_t key_hash; ///< FNV-1a of the key
+    std::uint64_t key_hash; ///< the key's length and first and last bytes (event.cpp)
     std::size_t bytes;      ///< KEY=VALUE\0
   };
   std::vector<std::pair<std::string, std::string>> m_vars;
