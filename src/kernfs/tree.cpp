@@ -175,6 +175,7 @@ const AttrTable& intern_table(const AttrRowType& type, const void* rows, std::si
     t->rows = rows;
     t->count = count;
     t->bloom = 0;
+    t->rows_first_name = count ? type.name(rows, 0).data() : nullptr;
     for (std::size_t i = 0; i < count; ++i) {
       t->sorted_names.emplace_back(type.name(rows, i), static_cast<std::uint32_t>(i));
       t->bloom |= name_bloom(type.name(rows, i));
@@ -186,6 +187,8 @@ const AttrTable& intern_table(const AttrRowType& type, const void* rows, std::si
                                          }) == t->sorted_names.end();
     slot = std::move(t);
   }
+  // Tables are static: an address seen before holds the same rows (see cached_table).
+  APEMU_ASSERT(count == 0 || type.name(rows, 0).data() == slot->rows_first_name);
   return *slot;
 }
 
@@ -357,8 +360,13 @@ bool Tree::add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows
 // registry (and its mutex) is asked once per table and pair, then this tree's own small caches
 // answer (model lock held).
 const AttrTable& Tree::cached_table(const AttrRowType& type, const void* rows, std::size_t count) {
-  for (const auto& [key, n, table] : m_tables)
-    if (key == rows && n == count) return *table;
+  for (const auto& [key, n, table] : m_tables) {
+    if (key != rows || n != count) continue;
+    // Tables are static (core/attribute.h), so an address always holds the same rows: a table
+    // that was freed and replaced would get the old names here.
+    APEMU_ASSERT(count == 0 || type.name(rows, 0).data() == table->rows_first_name);
+    return *table;
+  }
   const AttrTable& t = intern_table(type, rows, count);
   m_tables.emplace_back(rows, count, &t);
   return t;

@@ -95,6 +95,8 @@ struct AttrTable {
   bool unique_names;
   /// One bit per name (first byte and length): most names are ruled out without a search.
   std::uint64_t bloom;
+  /// The first row's name, to catch a table that is not static (its address reused).
+  const char* rows_first_name;
 };
 
 /// Attribute rows a directory holds without having created their nodes yet: one table, the

@@ -68,8 +68,9 @@ public:
   /// A lazy attribute has the row's own mode. Returns false, and changes nothing, when this
   /// cannot be done exactly: more than 64 rows, a name twice in the table, or a visible name
   /// already taken in `parent`; the caller then creates the rows with create_attr, which
-  /// reports the clash. Locking: model lock. Lifetime: `rows` must be static; `ctx` must
-  /// outlive the directory or the rows (remove_lazy_attrs).
+  /// reports the clash. Locking: model lock. Lifetime: `rows` must be static (kernfs keeps
+  /// what it learnt about a table by its address, process-wide); `ctx` must outlive the
+  /// directory or the rows (remove_lazy_attrs).
   bool add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows, std::size_t count,
                       std::uint64_t visible, void* ctx);
   /// Removes the rows that add_lazy_attrs(parent, ..., rows, ..., ctx) added and that were not
