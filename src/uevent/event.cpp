@@ -31,7 +31,7 @@ static std::uint64_t key_print(std::string_view s) {
 
 Result<void> Env::add(std::string_view key, std::string_view value) {
   const std::size_t len = key.size() + 1 + value.size() + 1; // KEY=VALUE\0
-  if (m_count >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
+  if (m_count >= m_max_vars) return Error(ENOMEM, "too many keys");
   if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
   if (m_store) m_vars.emplace_back(std::string(key), std::string(value));
   else m_counted[m_count] = Counted{key_print(key), len};
@@ -43,7 +43,7 @@ Result<void> Env::add(std::string_view key, std::string_view value) {
 Result<void> Env::add_counted(std::string_view key, std::size_t value_size) {
   APEMU_ASSERT(!m_store);
   const std::size_t len = key.size() + 1 + value_size + 1;
-  if (m_count >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
+  if (m_count >= m_max_vars) return Error(ENOMEM, "too many keys");
   if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
   m_counted[m_count++] = Counted{key_print(key), len};
   m_bytes += len;

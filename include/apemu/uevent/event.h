@@ -26,7 +26,7 @@ std::string_view action_name(Action a);
 /// Exact match against the eight names. Returns: EINVAL for anything else.
 Result<Action> parse_action(std::string_view s);
 
-inline constexpr std::size_t kMaxEnvVars = 64;    // UEVENT_NUM_ENVP
+inline constexpr std::size_t kMaxEnvVars = 64;    // UEVENT_NUM_ENVP (32 before 5.8)
 inline constexpr std::size_t kMaxEnvBytes = 2048; // UEVENT_BUFFER_SIZE
 
 /// An ordered list of KEY=VALUE variables with the kernel's limits.
@@ -36,8 +36,8 @@ inline constexpr std::size_t kMaxEnvBytes = 2048; // UEVENT_BUFFER_SIZE
 /// are empty. Booting max.toml builds about 200,000 environments nobody can receive.
 class Env {
 public:
-  /// An Env that keeps its variables.
-  Env() = default;
+  /// An Env that keeps its variables, at most `max_vars` of them (the kernel's UEVENT_NUM_ENVP).
+  explicit Env(std::size_t max_vars = kMaxEnvVars) : m_max_vars(std::min(max_vars, kMaxEnvVars)) {}
   // Copies only the counted entries in use (the rest of the array is never read).
   Env(const Env& o) : m_vars(o.m_vars) { copy_counts(o); }
   Env(Env&& o) noexcept : m_vars(std::move(o.m_vars)) { copy_counts(o); }
@@ -53,14 +53,14 @@ public:
     copy_counts(o);
     return *this;
   }
-  /// An Env that only counts (see the class comment).
-  static Env counting() {
-    Env e;
+  /// An Env that only counts (see the class comment), with the same limits.
+  static Env counting(std::size_t max_vars = kMaxEnvVars) {
+    Env e(max_vars);
     e.m_store = false;
     return e;
   }
 
-  /// Appends KEY=VALUE. Returns: ENOMEM when the 64-variable or 2048-byte limit is exceeded
+  /// Appends KEY=VALUE. Returns: ENOMEM when the variable or 2048-byte limit is exceeded
   /// (add_uevent_var); the env is then unchanged.
   Result<void> add(std::string_view key, std::string_view value);
   /// For a counting Env: counts KEY=VALUE for a value of `value_size` bytes without needing
@@ -81,6 +81,7 @@ private:
   void copy_counts(const Env& o) {
     m_bytes = o.m_bytes;
     m_count = o.m_count;
+    m_max_vars = o.m_max_vars;
     m_store = o.m_store;
     if (!m_store) std::copy_n(o.m_counted.begin(), m_count, m_counted.begin());
   }
@@ -92,6 +93,7 @@ private:
   std::vector<std::pair<std::string, std::string>> m_vars;
   std::size_t m_bytes = 0;
   std::size_t m_count = 0;
+  std::size_t m_max_vars;
   bool m_store = true;
   std::array<Counted, kMaxEnvVars> m_counted; ///< counting Env only; not initialised on purpose
 };
@@ -117,13 +119,17 @@ public:
   using Subscriber = std::function<void(const Event&)>;
 
   /// Finalises `env` (which must begin with ACTION, DEVPATH, SUBSYSTEM) with SEQNUM and
-  /// delivers it. A counting `env` is only allowed while nobody subscribes (new_env()). Returns: the event's seqnum; ENOMEM when SEQNUM does not fit the limits (no
-  /// number is consumed then).
+  /// delivers it. A counting `env` is only allowed while nobody subscribes (new_env()).
+  /// Returns: the event's seqnum; ENOMEM when SEQNUM does not fit the limits (no number is
+  /// consumed then).
   Result<std::uint64_t> send(Action action, std::string devpath, Env env);
 
   /// The Env to build an event in: a counting one when nobody subscribes (the event is only
   /// numbered then), a storing one otherwise. Locking: model lock, held until send().
-  Env new_env() const { return m_subscribers.empty() ? Env::counting() : Env(); }
+  /// `max_vars`: the kernel's UEVENT_NUM_ENVP.
+  Env new_env(std::size_t max_vars = kMaxEnvVars) const {
+    return m_subscribers.empty() ? Env::counting(max_vars) : Env(max_vars);
+  }
   /// True when at least one subscriber receives events.
   bool has_subscribers() const { return !m_subscribers.empty(); }
 
