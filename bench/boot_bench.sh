@@ -46,7 +46,7 @@ timed() {
 }
 
 echo "load average at start: $(load)   runs per figure: $RUNS (medians)"
-read -r base_s base_k < <(timed "$APEMU" run -- true)
+read -r base_s base_k < <(timed "$APEMU" run -t "$TOPOS/default.toml" -- true)
 printf 'baseline: apemu run -- true (default topology): %.3f s, %.1f MiB\n' "$base_s" "$(echo "$base_k / 1024" | bc -l)"
 printf '%8s %10s %10s %10s %12s %12s\n' queues entries "wall s" "RSS MiB" "us/queue" "KiB/queue"
 for adapters in 4 16 64 256; do

@@ -101,9 +101,10 @@ struct Options {
 /// thread never holds the model lock while it talks to the kernel (libfuse's deadlock rule for
 /// fuse_lowlevel_notify_inval_*); it takes it only to drop the handle of an open whose delayed
 /// reply the kernel no longer wanted. Replies that must follow invalidations (writes, and
-/// read-only opens whose text changed) are sent by that thread, in queue order. Consequently no thread may hold the model lock while it makes
-/// a syscall on the mount, calls unmount() or calls flush_invalidations(): the FUSE handler
-/// serving that syscall would wait for the lock forever.
+/// read-only opens while any invalidation is still on its way) are sent by that thread, in
+/// queue order. Consequently no thread may hold the model lock while it makes a syscall on the
+/// mount, calls unmount() or calls flush_invalidations(): the FUSE handler serving that syscall
+/// would wait for the lock forever.
 ///
 /// Lifetime: keeps a reference to `tree`, which must outlive the server (destroy the server
 /// before the Core/Tree). Registers itself as the tree's single change listener from mount()
