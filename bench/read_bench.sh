@@ -3,8 +3,8 @@
 # regular file of the tree read as `find -type f | xargs cat` does (bench/tree_walk, in one
 # process), through the live /sys and through the same tree exported (`apemu export`) to a
 # tmpfs, interleaved round by round (WALKS reads of each) so that both see the same load.
-# With client and daemon on one CPU (`taskset -c 0` around `apemu run`) and unpinned, each also
-# with real-time priority.
+# With client and daemon on one CPU (`taskset -c 0` around `apemu run`), unpinned, and on one
+# CPU with real-time priority.
 # Prints the median over RUNS rounds (default 5) of each and the ratios, with the load average.
 #
 # Unlike bench/fuse_bench (which mounts the tree in-process, with request counts), this needs
@@ -44,11 +44,10 @@ echo "$APEMU, $(basename "$TOPOLOGY"): $(find "$work/tmpfs/sys" -type f | wc -l)
 echo "load average at start: $(cut -d' ' -f1 /proc/loadavg)"
 measure "one CPU (taskset -c 0):" taskset -c 0
 measure "unpinned:" env
-# The same two with real-time priority (SCHED_FIFO, inherited by the daemon's threads and the
+# One CPU with real-time priority (SCHED_FIFO, inherited by the daemon's threads and the
 # reader): on a shared machine other processes then cannot run in between a request and its
 # answer, which is what the figures of an idle machine show.
 measure "one CPU, SCHED_FIFO:" taskset -c 0 chrt -f 10
-measure "unpinned, SCHED_FIFO:" chrt -f 10
 cat "$work/seen"
 echo "load average at end: $(cut -d' ' -f1 /proc/loadavg)"
 OUTER

@@ -15,11 +15,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -849,33 +851,62 @@ TEST_F(FuseFsTest, AChangeBetweenTwoOpensIsSeenByTheSecond) {
 }
 
 TEST_F(FuseFsTest, ConcurrentOpenersAlwaysReadTheValueAsOfTheirOpen) {
-  // A writer steps a counter whose text grows ("9" -> "10" -> ... "1000"); readers open and
-  // read concurrently. Each must read a whole value that was current at some time between its
-  // open and its read, never a cut or stale one. Values only grow, so "not stale" is checked as
-  // "not smaller than the value before the open".
+  // A writer steps a counter whose text grows ("9" -> "10" -> "100" ...), each value after the
+  // two readers made a few more reads; the readers open and read concurrently. Each must read a
+  // whole value that was current at some time between its open and its read, never a cut or
+  // stale one. Values only grow, so "not stale" is checked as "not smaller than the value before
+  // the open". Two readers: an open that finds the text it rendered already kept (the other's)
+  // must still wait for the other open's invalidation of the kernel's old page, also when the
+  // notifier has already taken that invalidation out of its queue.
   std::atomic<int> current{9};
   set_value("9\n");
-  std::atomic<bool> stop{false};
+  std::mutex m; // guards stop, reads and bad
+  std::condition_variable cv;
+  bool stop = false;
+  long reads = 0;
   std::thread writer([&] {
-    for (int v = 10; v <= 1000 && !stop; ++v) {
+    for (int v = 10;; ++v) {
       set_value(std::to_string(v) + "\n");
       current = v;
+      std::unique_lock lk(m);
+      const long seen = reads;
+      cv.wait(lk, [&] { return stop || reads >= seen + 4; });
+      if (stop) return;
     }
   });
   std::vector<std::string> bad;
-  for (int i = 0; i < 3000 && current < 1000; ++i) {
-    const int floor = current;
-    auto text = read_file(p(kValuePath));
-    if (!text) {
-      bad.push_back(Errno(text.error().code).name());
-      continue;
+  auto reader = [&] {
+    for (int i = 0; i < 3000; ++i) {
+      {
+        std::lock_guard g(m);
+        ++reads;
+      }
+      cv.notify_one();
+      const int floor = current;
+      auto text = read_file(p(kValuePath));
+      std::string wrong;
+      if (!text) {
+        wrong = Errno(text.error().code).name();
+      } else {
+        char* end = nullptr;
+        const long v = std::strtol(text->c_str(), &end, 10);
+        if (text->empty() || text->back() != '\n' || *end != '\n' || v < floor) wrong = *text;
+        else continue;
+      }
+      std::lock_guard g(m);
+      bad.push_back(wrong);
     }
-    char* end = nullptr;
-    const long v = std::strtol(text->c_str(), &end, 10);
-    if (text->empty() || text->back() != '\n' || *end != '\n' || v < floor) bad.push_back(*text);
+  };
+  std::thread second(reader);
+  reader();
+  second.join();
+  {
+    std::lock_guard g(m);
+    stop = true;
   }
-  stop = true;
+  cv.notify_one();
   writer.join();
+  EXPECT_GT(current, 1000); // a thousand changes at least
   EXPECT_TRUE(bad.empty()) << bad.size() << " bad reads, the first: '" << bad.front() << "'";
 }
 
