@@ -94,6 +94,27 @@ TEST(UeventEnv, ACountingEnvFailsExactlyWhereAStoringOneDoes) {
   }
 }
 
+// UEVENT_NUM_ENVP was 32 before 5.8 (the kernel profiles): both kinds stop at the 33rd variable,
+// copies keep the limit, and SEQNUM does not fit a full environment.
+TEST(UeventEnv, TheVariableLimitOfTheProfileHoldsForCountingAndStoringEnvs) {
+  Broadcaster b;
+  for (Env env : {Env(32), Env::counting(32), b.new_env(32)}) {
+    for (int i = 0; i < 31; ++i) ASSERT_THAT(env.add("K" + std::to_string(i), "v"), IsOk()) << i;
+    Env copy = env;
+    ASSERT_THAT(env.add("K31", "v"), IsOk());
+    EXPECT_THAT(env.add("K32", "v"), FailsWith(ENOMEM));
+    EXPECT_EQ(env.size(), 32u);
+    ASSERT_THAT(copy.add("K31", "v"), IsOk());
+    EXPECT_THAT(copy.add("K32", "v"), FailsWith(ENOMEM));
+    if (!env.stores()) {
+      EXPECT_THAT(env.add_counted("DEVPATH", 8), FailsWith(ENOMEM));
+    }
+    const std::uint64_t before = b.seqnum();
+    EXPECT_THAT(b.send(Action::Add, "/devices/x", env), FailsWith(ENOMEM));
+    EXPECT_EQ(b.seqnum(), before); // no number consumed
+  }
+}
+
 TEST(UeventEnv, ACountingEnvGivesBackTheBytesOfRemovedVariables) {
   Env store, count = Env::counting();
   for (Env* e : {&store, &count}) {
