@@ -411,6 +411,9 @@ struct FuseServer::Impl {
         case Item::Kind::InvalInode:
           // Waits for pages under READ; those READs are answered by the session workers.
           (void)fuse_lowlevel_notify_inval_inode(se, item.ino, 0, 0);
+          // The kernel holds nothing of the old text now (a GETATTR answered before is
+          // discarded: the invalidation bumped the inode's attribute version).
+          inodes.announce(item.ino);
           break;
         case Item::Kind::InvalLinks:
           if (!links_done)
@@ -718,10 +721,12 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
       if (!h) return r.error(EBADF);
       const auto at = static_cast<std::size_t>(off < 0 ? 0 : off);
       if (h->cached) {
-        // A page the kernel will keep: it must hold the inode's kept text (the latest
-        // rendered), whichever open's request this is, or a later open that found its text
-        // equal to the kept one would read another. None once unmount has begun: after it,
-        // reads of open files must fail (ENOTCONN), not come from the cache.
+        // A page the kernel will keep: it must hold the inode's served text (the latest
+        // rendered once the kernel was told of it, InodeTable::kept_text), whichever open's
+        // request this is: a later open that found its text equal to the kept one must not
+        // read another, and the text must match the size the kernel has. None once unmount
+        // has begun: after it, reads of open files must fail (ENOTCONN), not come from the
+        // cache.
         if (s.closing) return r.error(ENOTCONN);
         if (!h->file.attr()->active()) return r.error(ENODEV);
         std::optional<std::string> kept = s.inodes.kept_text(ino);

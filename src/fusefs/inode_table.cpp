@@ -15,7 +15,7 @@ off_t InodeTable::ref(const std::shared_ptr<kernfs::Node>& node) {
     e.is_link = node->type() == kernfs::NodeType::Link;
   }
   ++e.nlookup;
-  return e.kept ? static_cast<off_t>(e.kept->size()) : static_cast<off_t>(kernfs::kPageSize);
+  return e.kept ? static_cast<off_t>(e.served()->size()) : static_cast<off_t>(kernfs::kPageSize);
 }
 
 void InodeTable::forget(kernfs::NodeId ino, std::uint64_t n) {
@@ -59,7 +59,7 @@ off_t InodeTable::attr_size(kernfs::NodeId ino) const {
   std::lock_guard g(m_mutex);
   auto it = m_entries.find(ino);
   if (it == m_entries.end() || !it->second.kept) return static_cast<off_t>(kernfs::kPageSize);
-  return static_cast<off_t>(it->second.kept->size());
+  return static_cast<off_t>(it->second.served()->size());
 }
 
 InodeTable::Kept InodeTable::keep_text(kernfs::NodeId ino, const std::string& text) {
@@ -72,7 +72,9 @@ InodeTable::Kept InodeTable::keep_text(kernfs::NodeId ino, const std::string& te
     return Kept::Fresh;
   }
   if (*kept == text) return Kept::Same;
-  *kept = text;
+  // The first change since the kernel was last told: what it may hold stays served.
+  if (!it->second.announced) it->second.announced = std::move(kept);
+  kept = std::make_unique<std::string>(text);
   return Kept::Changed;
 }
 
@@ -80,7 +82,12 @@ std::optional<std::string> InodeTable::kept_text(kernfs::NodeId ino) const {
   std::lock_guard g(m_mutex);
   auto it = m_entries.find(ino);
   if (it == m_entries.end() || !it->second.kept) return std::nullopt;
-  return *it->second.kept;
+  return *it->second.served();
+}
+
+void InodeTable::announce(kernfs::NodeId ino) {
+  std::lock_guard g(m_mutex);
+  if (auto it = m_entries.find(ino); it != m_entries.end()) it->second.announced.reset();
 }
 
 std::vector<kernfs::NodeId> InodeTable::links() const {

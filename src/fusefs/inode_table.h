@@ -12,9 +12,11 @@
 //
 // Kept text (render-at-open page cache, see fuse_server.cpp): for an attribute, the text that
 // the kernel may hold in its page cache for the inode: the last one rendered by a read-only
-// open. Its length is the size the kernel may believe the file has. It lives in the entry, so it
-// is dropped exactly when the kernel forgets the inode, and ref() can tell atomically what size
-// a reply handing out the inode must report.
+// open. It lives in the entry, so it is dropped exactly when the kernel forgets the inode, and
+// ref() can tell atomically what size a reply handing out the inode must report. When an open
+// renders another text, the kernel learns of it only when the notifier has delivered that
+// open's invalidation: until then READs and sizes keep giving the text it knew (the announced
+// one), so that a reader of an older fd never gets the new text cut at the old size.
 #pragma once
 
 #include <sys/types.h>
@@ -68,8 +70,12 @@ public:
   /// Makes `text` the kept text of `ino` and says how it relates to the previous one. An inode
   /// the kernel does not hold (the open raced with its FORGET) keeps nothing and is Fresh.
   Kept keep_text(kernfs::NodeId ino, const std::string& text);
-  /// The kept text of `ino`, if any.
+  /// The text READs of `ino` serve and whose length is its size, if any: the kept one, or the
+  /// one before while an invalidation of a change is on its way (see announce()).
   std::optional<std::string> kept_text(kernfs::NodeId ino) const;
+  /// The kernel has dropped what it cached of `ino` (the notifier delivered an invalidation):
+  /// from now on the kept text is what READs serve and sizes report.
+  void announce(kernfs::NodeId ino);
   /// Inodes of symlinks the kernel holds (their cached target text and size may be stale after
   /// a rename or move).
   std::vector<kernfs::NodeId> links() const;
@@ -80,6 +86,9 @@ private:
     std::uint64_t nlookup = 0;
     bool is_link = false;
     std::unique_ptr<std::string> kept; ///< attributes opened read-only only
+    /// The text the kernel may still hold while a change of `kept` is being invalidated.
+    std::unique_ptr<std::string> announced;
+    const std::string* served() const { return announced ? announced.get() : kept.get(); }
   };
   mutable std::mutex m_mutex; // leaf lock, after the model lock
   std::unordered_map<kernfs::NodeId, Entry> m_entries;
