@@ -1,9 +1,12 @@
 // build/apemu: thin subcommands over the Testbed. The only code allowed to exit.
+#include <malloc.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +84,16 @@ void exec_with_huge_pages(int argc, char** argv) {
   ::unsetenv(kSaved);
 }
 
+/// glibc (2.36) computes its malloc arena limit the first time a thread needs an arena beyond
+/// the eighth, by reading /sys/devices/system/cpu/online (get_nprocs). Inside `apemu run`, /sys is
+/// the tree this very process serves: a thread whose first malloc or free comes while it holds
+/// the machine lock (an executor item) would wait for its own FUSE handler forever (seen: a
+/// guest start hung a blocked mdev remove). So the limit is set now, while /sys is still the
+/// host's, to glibc's own default (8 arenas per CPU on 64-bit systems).
+void fix_malloc_arena_limit() {
+  (void)::mallopt(M_ARENA_MAX, 8 * std::max(1, ::get_nprocs()));
+}
+
 /// "apemu: WHAT: CONTEXT: ENAME (strerror)": every failure names its errno.
 int fail(const Error& e, const std::string& what) {
   const Errno code(e.code);
@@ -141,6 +154,7 @@ std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
 
 int main(int argc, char** argv) {
   exec_with_huge_pages(argc, argv);
+  fix_malloc_arena_limit();
   CLI::App app{"apemu: an emulator of IBM Z AP crypto passthrough (AP bus, zcrypt, vfio_ap)"};
   app.require_subcommand(1);
   Common common;
