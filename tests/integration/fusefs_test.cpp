@@ -851,62 +851,57 @@ TEST_F(FuseFsTest, AChangeBetweenTwoOpensIsSeenByTheSecond) {
 }
 
 TEST_F(FuseFsTest, ConcurrentOpenersAlwaysReadTheValueAsOfTheirOpen) {
-  // A writer steps a counter whose text grows ("9" -> "10" -> "100" ...), each value after the
-  // two readers made a few more reads; the readers open and read concurrently. Each must read a
-  // whole value that was current at some time between its open and its read, never a cut or
-  // stale one. Values only grow, so "not stale" is checked as "not smaller than the value before
-  // the open". Two readers: an open that finds the text it rendered already kept (the other's)
-  // must still wait for the other open's invalidation of the kernel's old page, also when the
-  // notifier has already taken that invalidation out of its queue.
-  std::atomic<int> current{9};
+  // A writer steps a counter whose text grows ("9" -> "10" -> ... "2009"); after each step three
+  // readers open and read it concurrently, twice each, before the next step. Each read must give
+  // a whole value that was current at some time between its open and its read, never a cut or
+  // stale one: here, exactly the value of the step. Several readers: an open that finds the text it
+  // rendered already kept (the other's) must still wait for the other open's invalidation of
+  // the kernel's old page, also when the notifier has already taken it out of its queue.
+  constexpr int kSteps = 2000, kReaders = 3;
   set_value("9\n");
-  std::mutex m; // guards stop, reads and bad
+  std::mutex m; // guards everything below
   std::condition_variable cv;
-  bool stop = false;
-  long reads = 0;
+  int step = 0, done = 0; // step 0: the readers wait for the first change
+  int value = 9;
+  std::vector<std::string> bad;
   std::thread writer([&] {
-    for (int v = 10;; ++v) {
-      set_value(std::to_string(v) + "\n");
-      current = v;
+    for (int i = 1; i <= kSteps; ++i) {
+      set_value(std::to_string(9 + i) + "\n");
       std::unique_lock lk(m);
-      const long seen = reads;
-      cv.wait(lk, [&] { return stop || reads >= seen + 4; });
-      if (stop) return;
+      value = 9 + i;
+      step = i;
+      done = 0;
+      cv.notify_all();
+      cv.wait(lk, [&] { return done == kReaders; });
     }
   });
-  std::vector<std::string> bad;
   auto reader = [&] {
-    for (int i = 0; i < 3000; ++i) {
+    for (int seen = 0; seen < kSteps;) {
+      int want;
       {
-        std::lock_guard g(m);
-        ++reads;
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return step > seen; });
+        seen = step;
+        want = value;
       }
-      cv.notify_one();
-      const int floor = current;
-      auto text = read_file(p(kValuePath));
-      std::string wrong;
-      if (!text) {
-        wrong = Errno(text.error().code).name();
-      } else {
-        char* end = nullptr;
-        const long v = std::strtol(text->c_str(), &end, 10);
-        if (text->empty() || text->back() != '\n' || *end != '\n' || v < floor) wrong = *text;
-        else continue;
+      for (int r = 0; r < 2; ++r) {
+        auto text = read_file(p(kValuePath));
+        const std::string got = text ? *text : Errno(text.error().code).name();
+        if (got != std::to_string(want) + "\n") {
+          std::lock_guard g(m);
+          bad.push_back(got + " (want " + std::to_string(want) + ")");
+        }
       }
       std::lock_guard g(m);
-      bad.push_back(wrong);
+      ++done;
+      cv.notify_all();
     }
   };
-  std::thread second(reader);
+  std::vector<std::thread> others;
+  for (int i = 1; i < kReaders; ++i) others.emplace_back(reader);
   reader();
-  second.join();
-  {
-    std::lock_guard g(m);
-    stop = true;
-  }
-  cv.notify_one();
+  for (auto& t : others) t.join();
   writer.join();
-  EXPECT_GT(current, 1000); // a thousand changes at least
   EXPECT_TRUE(bad.empty()) << bad.size() << " bad reads, the first: '" << bad.front() << "'";
 }
 
