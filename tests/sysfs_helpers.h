@@ -65,6 +65,16 @@ inline bool sysfs_exists(core::Core& core, std::string_view path) {
   return static_cast<kernfs::Dir&>(*dir).find(path.substr(path.rfind('/') + 1)) != nullptr;
 }
 
+/// The entry names of a directory, in the tree's order (empty when it is not a directory).
+inline std::vector<std::string> sysfs_list(core::Core& core, std::string_view path) {
+  core.held();
+  std::vector<std::string> out;
+  auto dir = core.tree().resolve(std::string(path));
+  if (!dir || dir->type() != kernfs::NodeType::Dir) return out;
+  for (const auto& c : static_cast<kernfs::Dir&>(*dir).children()) out.push_back(c->name());
+  return out;
+}
+
 /// Records every uevent as "action devpath" plus the full event.
 struct EventLog {
   explicit EventLog(core::Core& core) : m_core(core) {

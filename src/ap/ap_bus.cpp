@@ -90,14 +90,14 @@ struct ApBusOps {
     ApBus& bus = bus_of(dev);
     if (!is_card(dev) && !bus.drv_wants(static_cast<ApQueue&>(dev), ops)) return Error(ENODEV);
     bus.m_bindings_done = false; // every probe re-arms the bindings-complete completion
-    if (ops.base.probe) return ops.base.probe(dev);
+    if (ops.probe) return ops.probe(dev);
     return {};
   }
 
   /// ap_device_remove: the driver's remove, then (queues) flush, ZAPQ, UNINITIATED (§5.2).
   static void remove(Device& dev) {
-    if (core::Driver* drv = dev.driver(); drv && ApBus::ops_of(*drv).base.remove)
-      ApBus::ops_of(*drv).base.remove(dev);
+    if (core::Driver* drv = dev.driver(); drv && ApBus::ops_of(*drv).remove)
+      ApBus::ops_of(*drv).remove(dev);
     if (!is_card(dev)) {
       auto& q = static_cast<ApQueue&>(dev);
       q.m_dev_state = DevState::Uninitiated;
@@ -180,6 +180,15 @@ void ApBus::set_config_time(int seconds) {
   arm_config_timer();
 }
 
+Result<void> ApBus::restore_queue_state(Apqn qn, bool uninitiated) {
+  m_core->held();
+  ApQueue* q = queue(qn);
+  if (!q) return Error(ENODEV, "no queue " + qn.name());
+  q->m_dev_state = uninitiated ? DevState::Uninitiated : DevState::Error;
+  q->m_sm_state = uninitiated ? SmState::ResetStart : SmState::Idle;
+  return {};
+}
+
 ApQueue* ApBus::queue(Apqn q) const {
   const ApCard* c = card(q.apid);
   return c ? c->queue(q.apqi) : nullptr;
@@ -217,6 +226,8 @@ const ApDriverOps& ApBus::ops_of(const core::Driver& drv) {
 
 Result<core::Driver*> ApBus::register_driver(ApDriverOps ops) {
   m_core->held();
+  // The bus methods call the AP driver's own probe/remove (see ApDriverOps).
+  APEMU_ASSERT(!ops.base.probe && !ops.base.remove);
   m_driver_ops.push_back(std::move(ops));
   ApDriverOps& stored = m_driver_ops.back();
   stored.base.bus_ext = &stored; // the core attaches devices inside driver_register

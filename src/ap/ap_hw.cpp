@@ -59,22 +59,27 @@ Result<void> ApHardware::add_adapter(Adapter a) {
                              std::string(mode_name(a.mode)) + " mode");
   a.apxa = m_qci.apxa;
   m_qci.apm.set(a.id);
-  m_adapters[a.id] = std::move(a);
+  const Apid id = a.id;
+  Adapter& slot = m_adapters[id] = std::move(a);
+  m_index.at[apemu::id(id)] = &slot;
   return {};
 }
 
 Result<void> ApHardware::remove_adapter(Apid a) {
   if (!m_adapters.erase(a)) return Error(ENODEV);
+  m_index.at[id(a)] = nullptr;
   m_qci.apm.clear(a);
   return {};
 }
 
 Adapter* ApHardware::adapter(Apid a) {
+  if (Adapter* p = m_index.at[id(a)]) return p;
   auto it = m_adapters.find(a);
   return it == m_adapters.end() ? nullptr : &it->second;
 }
 
 const Adapter* ApHardware::adapter(Apid a) const {
+  if (const Adapter* p = m_index.at[id(a)]) return p;
   auto it = m_adapters.find(a);
   return it == m_adapters.end() ? nullptr : &it->second;
 }
@@ -82,7 +87,10 @@ const Adapter* ApHardware::adapter(Apid a) const {
 TapqResult ApHardware::tapq(Apqn q) const {
   TapqResult r;
   const Adapter* a = adapter(q.apid);
-  const bool in_config = m_qci.configured(q.apid) && m_qci.usage(q.apqi);
+  // The firmware answers from the LPAR's configuration whether or not the machine offers QCI:
+  // without QCI the kernel only *assumes* adapters 0-63 and domains 0-15 and learns from TAPQ
+  // that a domain outside the LPAR's usage domains has no queue (Q_NOT_AVAIL, ap-bus.md §6.5).
+  const bool in_config = m_qci.apm.test(q.apid) && m_qci.aqm.test(q.apqi);
   if (!a || !in_config || !a->domains.test(q.apqi)) return r; // Q_NOT_AVAIL
   r.functions = a->functions();
   r.at = a->raw_type;

@@ -71,6 +71,14 @@ template <class Id> Result<IdMask<Id>> parse_relative(std::string_view s, IdMask
   return mask;
 }
 
+/// The value of an ASCII hex digit (either case), or -1.
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 } // namespace
 
 template <class Id> Result<IdMask<Id>> hex2bitmap(std::string_view s) {
@@ -79,11 +87,13 @@ template <class Id> Result<IdMask<Id>> hex2bitmap(std::string_view s) {
   if (s.size() >= 2 && s[0] == '0' && s[1] == 'x') i = 1;
   if (i < s.size() && s[i] == 'x') ++i;
   unsigned nib = 0;
-  for (; i < s.size() && nib < 64 && std::isxdigit(static_cast<unsigned char>(s[i])); ++i, ++nib) {
-    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
-    const unsigned v = c <= '9' ? static_cast<unsigned>(c - '0') : static_cast<unsigned>(c - 'a' + 10);
+  for (; i < s.size() && nib < 64; ++i, ++nib) {
+    const int v = hex_digit(s[i]);
+    if (v < 0) break;
+    // The first nibble holds ids 0..3, its most significant bit id 0.
+    if (v == 0) continue;
     for (unsigned b = 0; b < 4; ++b)
-      if (v & (8u >> b)) mask.set(as_id<Id>(nib * 4 + b));
+      if (v & (8 >> b)) mask.set(as_id<Id>(nib * 4 + b));
   }
   if (i < s.size() && s[i] == '\n') ++i;
   if (i != s.size()) return Error(EINVAL);

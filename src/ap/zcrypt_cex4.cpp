@@ -203,6 +203,10 @@ Result<void> Zcrypt::set_queue_online(ApQueue& q, bool on) {
 Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
   bus.core().held();
   std::unique_ptr<Zcrypt> z(new Zcrypt(bus));
+  // The zcrypt module (zcrypt_api.c) comes before the card drivers' modules.
+  if (bus.profile().zcrypt_device_nodes) {
+    APEMU_TRY(z->m_nodes, ZcryptNodes::create(bus.core()));
+  }
   // zcrypt_cex4 for CEX4..CEX8; up to 6.4 also zcrypt_cex2a and zcrypt_cex2c for CEX2/CEX3
   // (ap-bus.md §3.3). Cards first, then queues, per module, as the modules register them.
   struct Spec {
@@ -225,7 +229,7 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
     card.base.name = std::string(sp.card);
     card.base.mod_name = std::string(sp.module);
     card.base.dev_groups = sp.card_groups;
-    card.base.probe = [](Device& d) -> Result<void> {
+    card.probe = [](Device& d) -> Result<void> {
       auto& c = static_cast<ApCard&>(d);
       if (!c.mode()) return Error(ENODEV); // no mode bit: not a usable crypto card
       c.m_soft_online = true;               // a newly bound card starts online
@@ -240,13 +244,13 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
     queue.base.name = std::string(sp.queue);
     queue.base.mod_name = std::string(sp.module);
     queue.base.dev_groups = sp.queue_groups;
-    queue.base.probe = [](Device& d) -> Result<void> {
+    queue.probe = [](Device& d) -> Result<void> {
       auto& q = static_cast<ApQueue&>(d);
       q.start_state_machine();
       q.m_soft_online = true;
       return {};
     };
-    queue.base.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
+    queue.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
     queue.default_driver = true;
     queue.types = sp.types;
     APEMU_TRY(auto* qd, bus.register_driver(std::move(queue)));
@@ -258,6 +262,7 @@ Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
 Zcrypt::~Zcrypt() {
   // Module exit in reverse order of registration.
   for (auto it = m_drivers.rbegin(); it != m_drivers.rend(); ++it) m_bus->unregister_driver(*it);
+  m_nodes.reset();
 }
 
 } // namespace apemu::ap

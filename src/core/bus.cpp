@@ -249,7 +249,7 @@ Result<Driver*> Core::driver_register(Bus& bus, DriverOps ops) {
     m_log.error("Driver '" + ops.name + "' is already registered, aborting...");
     return Error(EBUSY);
   }
-  if (bus.type().probe && ops.probe)
+  if ((bus.type().probe && ops.probe) || (bus.type().remove && ops.remove))
     m_log.warn("Driver '" + ops.name + "' needs updating - please use bus_type methods");
   auto drv = std::make_unique<Driver>(Driver::Key{}, bus, std::move(ops));
   APEMU_TRY(drv->m_dir, m_tree.create_dir(*bus.m_drivers_dir, drv->name()));

@@ -40,6 +40,13 @@ Class* Core::find_class(std::string_view name) const {
   return nullptr;
 }
 
+std::vector<Class*> Core::classes() const {
+  held();
+  std::vector<Class*> out;
+  for (const auto& c : m_classes) out.push_back(c.get());
+  return out;
+}
+
 Result<CompatClass*> Core::class_compat_register(std::string name) {
   held();
   if (name.empty()) return Error(EINVAL);

@@ -37,6 +37,15 @@ struct DeviceFiles {
   }
 };
 
+static Result<std::string> dev_show(Device& d) {
+  return std::to_string(d.devt_major()) + ":" + std::to_string(d.devt_minor()) + "\n";
+}
+static const DeviceAttribute kDevAttr{abi::kDev, 0444, dev_show, nullptr};
+
+static std::string devt_name(const Device& d) {
+  return std::to_string(d.devt_major()) + ":" + std::to_string(d.devt_minor());
+}
+
 static const DeviceAttribute kUeventAttr{abi::kUevent, 0644, DeviceFiles::uevent_show,
                                          DeviceFiles::uevent_store};
 static const DeviceAttribute kDriverOverrideAttr{abi::kDriverOverride, 0644,
@@ -64,7 +73,7 @@ Core::Core(Runtime& rt, const profile::KernelProfile& profile)
     (void)m_tree.create_dir(root, std::string(name));
   auto dev_dir = root.find("dev");
   (void)m_tree.create_dir(static_cast<kernfs::Dir&>(*dev_dir), "block");
-  (void)m_tree.create_dir(static_cast<kernfs::Dir&>(*dev_dir), "char");
+  m_dev_char_dir = *m_tree.create_dir(static_cast<kernfs::Dir&>(*dev_dir), "char");
   m_bus_dir = *m_tree.create_dir(root, std::string(abi::kBus));
   m_class_dir = *m_tree.create_dir(root, std::string(abi::kClass));
   m_devices_dir = *m_tree.create_dir(root, std::string(abi::kDevices));
@@ -288,6 +297,7 @@ Result<void> Core::device_add(Device& dev) {
   auto unwind = [&](Error e) -> Result<void> {
     if (dev.m_class) remove_link_to(m_tree, *dev.m_class->m_dir, dev.m_name, dir);
     if (dev.m_bus) remove_link_to(m_tree, *dev.m_bus->m_devices_dir, dev.m_name, dir);
+    if (dev.m_major != 0) remove_link_to(m_tree, *m_dev_char_dir, devt_name(dev), dir);
     m_tree.remove(dir);
     remove_if_empty_glue(m_tree, dev.m_glue);
     dev.m_dir.reset();
@@ -302,6 +312,13 @@ Result<void> Core::device_add(Device& dev) {
     (void)m_tree.create_link(dir, std::string(abi::kSubsystem), dev.m_class->m_dir);
     if (dev.m_parent) (void)m_tree.create_link(dir, std::string(abi::kDevice), dev.m_parent->m_dir);
     if (auto r = m_tree.create_link(*dev.m_class->m_dir, dev.m_name, dev.m_dir); !r)
+      return unwind(r.error());
+  }
+  // `dev` and /sys/dev/char/MAJ:MIN for a device with a device number (a block class does
+  // not exist here, so every devt is a char device).
+  if (dev.m_major != 0) {
+    (void)m_tree.create_attr(dir, std::string(abi::kDev), kDevAttr.mode, &kDevAttr, &dev);
+    if (auto r = m_tree.create_link(*m_dev_char_dir, devt_name(dev), dev.m_dir); !r)
       return unwind(r.error());
   }
   // Step 7: groups (class, device), online.
@@ -357,6 +374,7 @@ void Core::device_del(Device& dev) {
     internal::erase_one(bus.m_devices, &dev);
     release_driver_locked(dev);
   }
+  if (dev.m_major != 0) remove_link_to(m_tree, *m_dev_char_dir, devt_name(dev), *dev.m_dir);
   deferred_remove(dev);
   m_offline.erase(&dev);
   if (dev.m_bus) notify(*dev.m_bus, BusEvent::RemovedDevice, dev);
@@ -468,7 +486,12 @@ Result<void> Core::device_offline(Device& dev) {
 // ---- uevents ----------------------------------------------------------------------------------
 
 Result<void> Core::build_device_env(const Device& dev, uevent::Env& env) {
-  // driver-core.md §3.2 step 5: MAJOR/MINOR/DEVNAME (no devt here), DEVTYPE, DRIVER, bus, class.
+  // driver-core.md §3.2 step 5: MAJOR/MINOR/DEVNAME, DEVTYPE, DRIVER, bus, class.
+  if (dev.m_major != 0) {
+    APEMU_TRY_VOID(env.add("MAJOR", std::to_string(dev.m_major)));
+    APEMU_TRY_VOID(env.add("MINOR", std::to_string(dev.m_minor)));
+    APEMU_TRY_VOID(env.add("DEVNAME", dev.devnode_name()));
+  }
   if (!dev.m_devtype.empty()) APEMU_TRY_VOID(env.add("DEVTYPE", dev.m_devtype));
   if (dev.m_bus && dev.m_driver) APEMU_TRY_VOID(env.add("DRIVER", dev.m_driver->name()));
   if (dev.m_bus && dev.m_bus->type().uevent) APEMU_TRY_VOID(dev.m_bus->type().uevent(dev, env));

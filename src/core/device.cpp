@@ -37,3 +37,13 @@ std::string Device::driver_string() const {
 }
 
 } // namespace apemu::core
+
+namespace apemu::core {
+
+std::string Device::devnode_name() const {
+  std::string n = m_name;
+  std::replace(n.begin(), n.end(), '!', '/');
+  return n;
+}
+
+} // namespace apemu::core

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,17 +78,18 @@ constexpr off_t kDotOffset = 1;
 constexpr off_t kDotDotOffset = 2;
 constexpr off_t kFirstChildOffset = 3;
 
-/// generic_permission() for a node owned by root:root, as the VFS applies it before sysfs sees
-/// an open or access(2). Root passes read/write checks (CAP_DAC_OVERRIDE; sysfs then refuses
-/// modes without the bit at open), and needs some x bit to execute a non-directory.
-bool may_access(const Node& n, const fuse_ctx& ctx, int mask) {
+/// generic_permission() for a node owned by the machine's root (Options::owner_uid, 0 unless an
+/// ordinary user serves the tree), as the VFS applies it before sysfs sees an open or access(2).
+/// Root passes read/write checks (CAP_DAC_OVERRIDE; sysfs then refuses modes without the bit at
+/// open), and needs some x bit to execute a non-directory.
+bool may_access(const Node& n, const fuse_ctx& ctx, int mask, const Options& opt) {
   const mode_t mode = n.mode();
   const bool dir = n.type() == NodeType::Dir;
-  if (ctx.uid == 0) {
+  if (ctx.uid == 0 || ctx.uid == opt.owner_uid) {
     if (!(mask & X_OK)) return true;
     return dir || (mode & 0111);
   }
-  const mode_t bits = (ctx.gid == 0 ? (mode >> 3) : mode) & 07;
+  const mode_t bits = (ctx.gid == 0 || ctx.gid == opt.owner_gid ? (mode >> 3) : mode) & 07;
   return (bits & static_cast<mode_t>(mask)) == static_cast<mode_t>(mask);
 }
 
@@ -200,8 +202,8 @@ struct FuseServer::Impl {
   struct stat stat_locked(const Node& n, std::optional<off_t> attr_size = std::nullopt) const {
     struct stat st {};
     st.st_ino = n.id();
-    st.st_uid = 0;
-    st.st_gid = 0;
+    st.st_uid = opt.owner_uid;
+    st.st_gid = opt.owner_gid;
     st.st_blksize = static_cast<blksize_t>(kernfs::kPageSize);
     st.st_atim = st.st_mtim = st.st_ctim = start_time;
     switch (n.type()) {
@@ -265,7 +267,7 @@ struct FuseServer::Impl {
     const bool rd = acc == O_RDONLY || acc == O_RDWR;
     const bool wr = acc == O_WRONLY || acc == O_RDWR;
     if (n->type() == NodeType::Dir) return Error(EISDIR);
-    if (!may_access(*n, ctx, (rd ? R_OK : 0) | (wr ? W_OK : 0))) return Error(EACCES);
+    if (!may_access(*n, ctx, (rd ? R_OK : 0) | (wr ? W_OK : 0), opt)) return Error(EACCES);
     // O_CREAT/O_EXCL never reach open; O_TRUNC (atomic_o_trunc) is accepted and ignored: an
     // attribute has no stored content to truncate, as in sysfs.
     APEMU_TRY(kernfs::OpenFile f, kernfs::OpenFile::open(n, rd, wr));
@@ -432,8 +434,10 @@ struct FuseServer::Impl {
         }
       }
       flush_listings(listings);
+      const std::size_t n = batch.size();
+      batch = {}; // freed without q_mutex: no allocator call under a lock the handlers take
       lk.lock();
-      delivered += batch.size();
+      delivered += n;
       done_cv.notify_all();
     }
   }
@@ -505,11 +509,23 @@ Impl& impl_of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req
 
 /// Runs a request body with exactly one reply guaranteed: C callbacks must not throw, so an
 /// exception becomes ENOMEM/EIO if nothing was sent yet.
+/// True when the request comes from a thread of this process (see Options::refuse_own_process).
+/// FUSE gives the caller's thread id; tgkill with signal 0 only checks that the thread is ours.
+bool from_own_process(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return ctx && ctx->pid > 0 && ::syscall(SYS_tgkill, ::getpid(), ctx->pid, 0) == 0;
+}
+
 template <class Body> void serve(const char* op, fuse_req_t req, Body&& body) {
   Reply r(req);
   try {
     Impl& s = impl_of(req);
     s.count(op);
+    if (s.opt.refuse_own_process && from_own_process(req)) {
+      // Never a release: this process opens nothing on its own mount.
+      (void)r.error(ENOENT);
+      return;
+    }
     (void)body(r, s);
   } catch (const std::bad_alloc&) {
     if (!r.done()) r.error(ENOMEM);
@@ -613,7 +629,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
       if (n->type() != NodeType::Attr) return r.error(EISDIR);
       // vfs_truncate's inode_permission(MAY_WRITE): without default_permissions the kernel
       // leaves that check to us.
-      if (!may_access(*n, r.ctx(), W_OK)) return r.error(EACCES);
+      if (!may_access(*n, r.ctx(), W_OK, s.opt)) return r.error(EACCES);
       if (attr->st_size != 0) return r.error(EPERM);
       st = s.stat_locked(*n);
     }
@@ -823,7 +839,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto n = s.node_locked(ino);
       if (!n) return r.error(ENOENT);
       if (n->type() != NodeType::Dir) return r.error(ENOTDIR);
-      if (!may_access(*n, r.ctx(), R_OK)) return r.error(EACCES);
+      if (!may_access(*n, r.ctx(), R_OK, s.opt)) return r.error(EACCES);
       const std::uint64_t fh = s.next_fh++;
       s.dirs.emplace(fh, std::make_unique<DirHandle>(std::move(n)));
       ++s.handle_count;
@@ -978,7 +994,7 @@ void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
     auto lk = s.tree.lock();
     auto n = s.node_locked(ino);
     if (!n) return r.error(ENOENT);
-    return r.error(may_access(*n, r.ctx(), mask & (R_OK | W_OK | X_OK)) ? 0 : EACCES);
+    return r.error(may_access(*n, r.ctx(), mask & (R_OK | W_OK | X_OK), s.opt) ? 0 : EACCES);
   });
 }
 

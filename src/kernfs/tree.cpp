@@ -224,7 +224,14 @@ Result<void> Attr::store(std::string_view text, Blocker* blocker) const {
   if (!m_ops->can_store()) return Error(EIO);
   // kernfs hands store() a NUL-terminated copy of the written bytes and every parser reads it as
   // a C string, so an embedded NUL ends the value (the write still reports its full count).
-  return m_ops->store(m_ctx, text.substr(0, text.find('\0')), blocker);
+  // (Short values, the usual case, are scanned inline: a memchr call costs more than the loop.)
+  std::size_t len = 0;
+  if (text.size() <= 64) {
+    while (len < text.size() && text[len] != '\0') ++len;
+  } else {
+    len = std::min(text.find('\0'), text.size());
+  }
+  return m_ops->store(m_ctx, text.substr(0, len), blocker);
 }
 
 Result<std::string> Link::target_text() const {

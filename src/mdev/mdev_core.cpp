@@ -77,7 +77,9 @@ Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core) {
     core::DriverOps vfio_mdev;
     vfio_mdev.name = std::string(abi::kVfioMdev);
     vfio_mdev.mod_name = std::string(abi::kVfioMdev);
-    vfio_mdev.probe = [](core::Device&) -> Result<void> { return {}; };
+    // No device_driver probe: the bus probe above is the kernel's mdev_probe, which calls the
+    // mdev driver's own probe (nothing to model for vfio_mdev); a driver probe on a bus with a
+    // probe method would be the core's "needs updating" case (driver-core.md §1.4).
     APEMU_TRY(mb->m_vfio_mdev, core.driver_register(*mb->m_bus, std::move(vfio_mdev)));
   }
   return mb;

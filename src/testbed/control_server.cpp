@@ -311,6 +311,11 @@ Result<std::string> ctl_request(const std::string& path, const std::vector<std::
 
 std::string default_control_socket() {
   if (const char* p = std::getenv("APEMU_CTL")) return p;
+  // An ordinary user cannot create /run/apemu; its runtime directory is where per-user sockets
+  // live (XDG Base Directory).
+  if (::geteuid() != 0)
+    if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg)
+      return std::string(xdg) + "/apemu/ctl.sock";
   return "/run/apemu/ctl.sock";
 }
 

@@ -1,5 +1,10 @@
 #include "apemu/testbed/live.h"
 
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
 #include "apemu/fusefs/fuse_server.h"
 #include "apemu/netlink/udev_db.h"
 #include "apemu/netlink/udev_message.h"
@@ -21,6 +26,19 @@ void populate_db(core::Core& core, netlink::UdevDatabase& db) {
       for (core::Device* d : bus->devices()) names.emplace_back(bus->name(), d->name());
   }
   (void)db.add_coldplug(names, netlink::monotonic_usec());
+}
+
+/// Whether fusermount3 lets an ordinary user mount with allow_other (fuse.conf(5)).
+bool fuse_conf_allows_other() {
+  std::ifstream in("/etc/fuse.conf");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const auto e = line.find_last_not_of(" \t\r");
+    if (line.substr(b, e - b + 1) == "user_allow_other") return true;
+  }
+  return false;
 }
 
 } // namespace
@@ -59,12 +77,22 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
   }
   fusefs::Options fo;
   fo.on_lost = opt.on_mount_lost;
+  // Whoever serves the tree is its root (0 for root and inside `apemu run`'s user namespace).
+  // An ordinary user mounts through fusermount3, which allows allow_other only when fuse.conf
+  // says so; without it the mount is the user's alone, as FUSE mounts of users are.
+  fo.owner_uid = ::geteuid();
+  fo.owner_gid = ::getegid();
+  fo.allow_other = fo.owner_uid == 0 || fuse_conf_allows_other();
+  fo.refuse_own_process = opt.refuse_own_process;
   if (opt.persist) {
     fo.after_store = [&tb] { return tb.persist(); };
     tb.runtime().set_after_work([&tb] {
       if (auto r = tb.persist(); !r)
         tb.core().log().error("apemu: state: " + r.error().describe());
     });
+  }
+  if (!opt.dev_dir.empty()) {
+    APEMU_TRY(s->m_dev_nodes, DevNodes::start(tb.core(), opt.dev_dir));
   }
   APEMU_TRY(s->m_fuse, fusefs::FuseServer::mount(tb.core().tree(), opt.mountpoint, fo));
   // Timers (the AP bus config timer, delayed hardware effects) and user-space reactions run on
@@ -87,6 +115,7 @@ void LiveSession::stop() {
     m_subscription = 0;
   }
   if (m_sender) m_sender->flush();
+  m_dev_nodes.reset();
   if (m_fuse) m_fuse->unmount();
   m_sender.reset();
   m_fuse.reset();

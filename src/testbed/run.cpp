@@ -69,13 +69,61 @@ std::string parent_of(const std::string& path) {
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
 }
 
-/// tmpfs options giving the root directory the mode (octal) and owner of `st`.
+/// Set once by enter_user_namespace (single-threaded setup): only uid and gid 0 are mapped.
+bool s_user_namespace = false;
+
+/// tmpfs options giving the root directory the mode (octal) and owner of `st`. In a user
+/// namespace only root (the caller) is mapped: another owner shows as the overflow id and
+/// cannot be given to a tmpfs (EINVAL), so the tmpfs then keeps the mounter's ids.
 std::string tmpfs_options(const struct stat& st) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "mode=%04o,uid=%u,gid=%u",
-                static_cast<unsigned>(st.st_mode & 07777), static_cast<unsigned>(st.st_uid),
-                static_cast<unsigned>(st.st_gid));
-  return buf;
+  std::snprintf(buf, sizeof buf, "mode=%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::string out = buf;
+  if (!s_user_namespace || st.st_uid == 0) out += ",uid=" + std::to_string(st.st_uid);
+  if (!s_user_namespace || st.st_gid == 0) out += ",gid=" + std::to_string(st.st_gid);
+  return out;
+}
+
+Result<void> write_proc_file(const char* path, const std::string& text) {
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return sys_error(errno, std::string("open ") + path);
+  const ssize_t n = ::write(fd, text.data(), text.size());
+  const int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return sys_error(n < 0 ? err : EIO, std::string("write ") + path);
+  return {};
+}
+
+/// Makes the caller root of a new user namespace, as `unshare -r` does: uid and gid 0 inside
+/// are the caller's ids outside, supplementary groups are frozen ("deny" must precede the gid
+/// map for an unprivileged writer). The capabilities gained hold only for namespaces and mounts
+/// this namespace owns: tmpfs, overlay, bind and FUSE mounts, a private network namespace whose
+/// netlink sockets accept our udev-format messages. Returns: unshare's errno (EPERM or ENOSPC
+/// when user namespaces are disabled or exhausted), or that of writing the maps.
+Result<void> enter_user_namespace() {
+  const uid_t uid = ::geteuid();
+  const gid_t gid = ::getegid();
+  if (::unshare(CLONE_NEWUSER) != 0) return sys_error(errno, "unshare(CLONE_NEWUSER)");
+  APEMU_TRY_VOID(write_proc_file("/proc/self/setgroups", "deny"));
+  APEMU_TRY_VOID(write_proc_file("/proc/self/uid_map", "0 " + std::to_string(uid) + " 1\n"));
+  APEMU_TRY_VOID(write_proc_file("/proc/self/gid_map", "0 " + std::to_string(gid) + " 1\n"));
+  s_user_namespace = true;
+  return {};
+}
+
+/// The private mount and network namespaces of `apemu run`. Root gets them directly; anyone
+/// else (or root without CAP_SYS_ADMIN, as in an unprivileged container) first enters a user
+/// namespace of which it is root. Returns: the errno of the failed unshare.
+Result<void> enter_private_namespaces() {
+  constexpr int kFlags = CLONE_NEWNS | CLONE_NEWNET;
+  if (::geteuid() == 0) {
+    if (::unshare(kFlags) == 0) return {};
+    if (errno != EPERM) return sys_error(errno, "unshare(CLONE_NEWNS|CLONE_NEWNET)");
+  }
+  APEMU_TRY_VOID(enter_user_namespace());
+  if (::unshare(kFlags) != 0)
+    return sys_error(errno, "unshare(CLONE_NEWNS|CLONE_NEWNET) in a user namespace");
+  return {};
 }
 
 /// How a private place is filled when CMD starts.
@@ -164,6 +212,13 @@ public:
     if (::rmdir(stage.c_str()) != 0) return sys_error(errno, "rmdir " + stage);
     m_private_trees.push_back(path);
     return {};
+  }
+
+  /// Lets new entries be made directly in the existing host directory `dir` without reaching
+  /// the host: a tmpfs (nodev) holding the host's entries (see shadow()).
+  Result<void> make_extensible(const std::string& dir) {
+    if (creates_privately(dir)) return {};
+    return shadow(dir);
   }
 
 private:
@@ -291,6 +346,20 @@ std::string mount_type_at(const std::string& path) {
   return type;
 }
 
+/// Runs `fusermount3 -u -z DIR`. Returns whether it succeeded.
+bool fusermount_detach(const std::string& dir) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    ::execlp("fusermount3", "fusermount3", "-u", "-z", "--", dir.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 /// Makes `dir` ready for a new mount: a FUSE mount left dead by a killed daemon (ENOTCONN) is
 /// detached; a live mount is refused. Returns: EBUSY for a live mount point, ENOTDIR, or the
 /// errno of stat/umount2.
@@ -299,8 +368,12 @@ Result<void> prepare_mountpoint(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno != ENOTCONN) return Error(errno, "mountpoint " + dir);
     // The daemon that served it is gone; the kernel keeps the dead connection until detached.
-    if (::umount2(dir.c_str(), MNT_DETACH) != 0)
-      return Error(errno, "detaching the dead FUSE mount on " + dir);
+    // An ordinary user's mount is detached by the set-uid fusermount3, as libfuse unmounts it.
+    if (::umount2(dir.c_str(), MNT_DETACH) != 0) {
+      const int err = errno;
+      if (err != EPERM || !fusermount_detach(dir))
+        return Error(err, "detaching the dead FUSE mount on " + dir);
+    }
     std::fprintf(stderr, "apemu: serve: detached the dead FUSE mount on %s\n", dir.c_str());
     if (::stat(dir.c_str(), &st) != 0) return Error(errno, "mountpoint " + dir);
   }
@@ -351,8 +424,7 @@ Result<int> run_isolated(const RunOptions& opt) {
     extra.push_back(std::move(canonical));
   }
   // Everything below happens in private namespaces; the host's mounts are untouched.
-  if (::unshare(CLONE_NEWNS | CLONE_NEWNET) != 0)
-    return sys_error(errno, "unshare(CLONE_NEWNS|CLONE_NEWNET)");
+  APEMU_TRY_VOID(enter_private_namespaces());
   APEMU_TRY_VOID(sys_mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
   Privatizer priv;
   for (const PrivatePlace& place : kPrivatePlaces) {
@@ -369,6 +441,9 @@ Result<int> run_isolated(const RunOptions& opt) {
                         "/etc/mdevctl.d/scripts.d/notifiers"})
     APEMU_TRY_VOID(make_dir(d, 0755));
   for (const auto& p : extra) APEMU_TRY_VOID(priv.make_empty(p));
+  // The char device nodes of the emulated machine (/dev/z90crypt, /dev/zcrypt_*) next to the
+  // host's nodes, which stay usable (devtmpfs.h).
+  APEMU_TRY_VOID(priv.make_extensible("/dev"));
 
   const sigset_t sigs = block_signals();
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
@@ -379,9 +454,11 @@ Result<int> run_isolated(const RunOptions& opt) {
   LiveOptions lo;
   lo.persist = !opt.state_dir.empty();
   lo.mountpoint = "/sys";
+  lo.refuse_own_process = true; // glibc's own reads of /sys must not reach the tree
   lo.netlink = true; // safe: this is a private network namespace
   lo.udev_root = "/run/udev";
   lo.control_socket = "/run/apemu/ctl.sock";
+  lo.dev_dir = "/dev";
   APEMU_TRY(auto live, LiveSession::start(*tb, lo));
 
   ::setenv("SYSTEMD_DEVICE_VERIFY_SYSFS", "0", 1);
@@ -396,7 +473,8 @@ Result<int> run_isolated(const RunOptions& opt) {
     for (auto& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
     ::execvp(args[0], args.data());
-    std::fprintf(stderr, "apemu run: %s: %s\n", args[0], std::strerror(errno));
+    const Errno e(errno);
+    std::fprintf(stderr, "apemu: run: %s: %s (%s)\n", args[0], e.name().c_str(), e.message().c_str());
     ::_exit(127);
   }
   int status = 0;

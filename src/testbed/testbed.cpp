@@ -35,6 +35,39 @@ std::string default_topology_path() {
   return std::string(APEMU_INSTALL_TOPOLOGY_DIR) + "/default.toml";
 }
 
+Result<void> apply_mdev(Testbed& tb, const topology::MdevSpec& spec) {
+  tb.core().held();
+  vfio_ap::VfioAp* v = tb.vfio_ap();
+  if (!v) return Error(ENODEV, "vfio_ap is not loaded");
+  if (spec.type != v->mdev_type().dir_name()) return Error(EINVAL, "unknown mdev type " + spec.type);
+  APEMU_TRY(vfio_ap::MatrixMdev* md, v->create_mdev(spec.uuid));
+  // The assignment as the attributes make it, so every rule of the profile applies again.
+  Result<void> res;
+  spec.adapters.for_each([&](Apid a) {
+    if (res) res = v->assign_adapter(*md, std::to_string(id(a)));
+  });
+  spec.domains.for_each([&](Apqi d) {
+    if (res) res = v->assign_domain(*md, std::to_string(id(d)));
+  });
+  spec.control_domains.for_each([&](Apqi d) {
+    if (res) res = v->assign_control_domain(*md, std::to_string(id(d)));
+  });
+  if (!res) return Error(res.error().code, "the assignment: " + res.error().describe());
+  return {};
+}
+
+Result<void> apply_zcrypt_node(Testbed& tb, const topology::ZcryptNodeSpec& spec) {
+  tb.core().held();
+  ap::ZcryptNodes* nodes = tb.zcrypt() ? tb.zcrypt()->nodes() : nullptr;
+  if (!nodes) return Error(ENODEV, "this kernel has no zcrypt device nodes");
+  APEMU_TRY(ap::ZcdnDevice* n, nodes->create_node(spec.name));
+  n->apmask = spec.apmask;
+  n->aqmask = spec.aqmask;
+  n->admask = spec.admask;
+  n->ioctlmask = spec.ioctlmask;
+  return {};
+}
+
 Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
   const profile::KernelProfile* prof = &profile::default_profile();
   if (!opt.kernel_profile.empty()) {
@@ -50,13 +83,30 @@ Result<std::unique_ptr<Testbed>> Testbed::create(Options opt) {
     tb->m_hw = std::make_unique<ap::ApHardware>(std::move(opt.topology->hw));
     APEMU_TRY(tb->m_ap, ap::ApBus::create(*tb->m_core, *tb->m_hw, opt.topology->bus));
     APEMU_TRY(tb->m_zcrypt, ap::Zcrypt::create(*tb->m_ap));
-    for (Apid id : opt.topology->offline_cards)
+    const topology::Topology& topo = *opt.topology;
+    for (Apid id : topo.offline_cards)
       if (auto* card = tb->m_ap->card(id)) (void)ap::Zcrypt::set_card_online(*card, false);
+    for (Apqn q : topo.offline_queues)
+      if (auto* queue = tb->m_ap->queue(q)) (void)ap::Zcrypt::set_queue_online(*queue, false);
+    if (topo.config_time) tb->m_ap->set_config_time(*topo.config_time);
+    if (topo.poll_thread) tb->m_ap->knobs().poll_thread = *topo.poll_thread;
+    if (topo.poll_timeout) tb->m_ap->knobs().poll_timeout = *topo.poll_timeout;
     if (opt.vfio_ap) {
       APEMU_TRY(tb->m_mdev, mdev::MdevBus::create(*tb->m_core));
       APEMU_TRY(tb->m_vfio_ap, vfio_ap::VfioAp::create(*tb->m_ap, *tb->m_mdev));
       tb->m_qemu = std::make_unique<Qemu>(*tb->m_vfio_ap);
+      for (const auto& m : topo.mdevs)
+        if (auto r = apply_mdev(*tb, m); !r)
+          return Error(r.error().code, topo.source + ": [[mdev]] " + m.uuid + ": " + r.error().describe());
+    } else if (!topo.mdevs.empty()) {
+      return Error(ENODEV, topo.source + ": [[mdev]] needs vfio_ap");
     }
+    for (const auto& z : topo.zcrypt_nodes)
+      if (auto r = apply_zcrypt_node(*tb, z); !r)
+        return Error(r.error().code, topo.source + ": [[zcrypt_node]] " + z.name + ": " + r.error().describe());
+    // Last: the bindings above must not start these queues again.
+    for (Apqn q : topo.uninitiated_queues) (void)tb->m_ap->restore_queue_state(q, true);
+    for (Apqn q : topo.error_queues) (void)tb->m_ap->restore_queue_state(q, false);
   }
   return tb;
 }

@@ -6,6 +6,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "apemu/ap/ap_mask.h"
+#include "apemu/base/parse.h"
+
 namespace apemu::topology {
 
 namespace {
@@ -67,7 +70,8 @@ Result<void> parse_adapter(const Ctx& c, const toml::table& t, Topology& topo,
                            std::set<unsigned>& seen) {
   static const std::set<std::string> known = {"id",       "type",     "mode",   "domains",
                                               "depth",    "serialnr", "config", "online",
-                                              "chkstop",  "max_msg_units"};
+                                              "chkstop",  "max_msg_units", "offline_domains",
+                                              "uninitiated_domains", "error_domains"};
   for (const auto& [k, v] : t)
     if (!known.count(std::string(k.str())))
       return c.err(&v, "adapter." + std::string(k.str()), "unknown key");
@@ -123,7 +127,108 @@ Result<void> parse_adapter(const Ctx& c, const toml::table& t, Topology& topo,
     APEMU_TRY(bool on, get_bool(c, *d, "adapter.online"));
     if (!on) topo.offline_cards.push_back(a.id);
   }
+  if (const auto* d = t.get("offline_domains")) {
+    APEMU_TRY(auto offline, id_list<Apqi>(c, *d, "adapter.offline_domains", topo.hw.qci().nd));
+    offline.for_each([&](Apqi q) { topo.offline_queues.push_back({a.id, q}); });
+  }
+  if (const auto* d = t.get("uninitiated_domains")) {
+    APEMU_TRY(auto m, id_list<Apqi>(c, *d, "adapter.uninitiated_domains", topo.hw.qci().nd));
+    m.for_each([&](Apqi q) { topo.uninitiated_queues.push_back({a.id, q}); });
+  }
+  if (const auto* d = t.get("error_domains")) {
+    APEMU_TRY(auto m, id_list<Apqi>(c, *d, "adapter.error_domains", topo.hw.qci().nd));
+    m.for_each([&](Apqi q) { topo.error_queues.push_back({a.id, q}); });
+  }
   if (auto r = topo.hw.add_adapter(std::move(a)); !r) return c.err(id, "adapter", r.error().context);
+  return {};
+}
+
+Result<std::string> get_string(const Ctx& c, const toml::node& n, const std::string& key) {
+  if (auto s = n.value<std::string>()) return *s;
+  return c.err(&n, key, "expected a string");
+}
+
+/// Checks a table's keys against `known`.
+Result<void> known_keys(const Ctx& c, const toml::table& t, const std::string& table,
+                        const std::set<std::string>& known) {
+  for (const auto& [k, v] : t)
+    if (!known.count(std::string(k.str())))
+      return c.err(&v, table + "." + std::string(k.str()), "unknown key");
+  return {};
+}
+
+/// A 256-bit mask written as the kernel prints it ("0x" + hex digits, MSB-first).
+template <class Id>
+Result<IdMask<Id>> hex_mask(const Ctx& c, const toml::node& n, const std::string& key) {
+  APEMU_TRY(std::string s, get_string(c, n, key));
+  auto m = ap::hex2bitmap<Id>(s);
+  if (!m) return c.err(&n, key, "expected a mask such as \"0x8000\"");
+  return *m;
+}
+
+Result<void> parse_mdev(const Ctx& c, const toml::table& t, Topology& topo) {
+  APEMU_TRY_VOID(known_keys(c, t, "mdev", {"uuid", "type", "adapters", "domains", "control_domains"}));
+  MdevSpec m;
+  const auto* uuid = t.get("uuid");
+  if (!uuid) return c.err(&t, "mdev.uuid", "missing");
+  APEMU_TRY(m.uuid, get_string(c, *uuid, "mdev.uuid"));
+  if (!is_uuid(m.uuid)) return c.err(uuid, "mdev.uuid", "not a UUID");
+  for (const auto& other : topo.mdevs)
+    if (other.uuid == m.uuid) return c.err(uuid, "mdev.uuid", "duplicate mdev", EEXIST);
+  if (const auto* n = t.get("type")) {
+    APEMU_TRY(m.type, get_string(c, *n, "mdev.type"));
+  }
+  if (const auto* n = t.get("adapters")) {
+    APEMU_TRY(m.adapters, id_list<Apid>(c, *n, "mdev.adapters", 255));
+  }
+  if (const auto* n = t.get("domains")) {
+    APEMU_TRY(m.domains, id_list<Apqi>(c, *n, "mdev.domains", 255));
+  }
+  if (const auto* n = t.get("control_domains")) {
+    APEMU_TRY(m.control_domains, id_list<Apqi>(c, *n, "mdev.control_domains", 255));
+  }
+  topo.mdevs.push_back(std::move(m));
+  return {};
+}
+
+Result<void> parse_zcrypt_node(const Ctx& c, const toml::table& t, Topology& topo) {
+  APEMU_TRY_VOID(known_keys(c, t, "zcrypt_node", {"name", "apmask", "aqmask", "admask", "ioctlmask"}));
+  ZcryptNodeSpec z;
+  const auto* name = t.get("name");
+  if (!name) return c.err(&t, "zcrypt_node.name", "missing");
+  APEMU_TRY(z.name, get_string(c, *name, "zcrypt_node.name"));
+  if (z.name.empty() || z.name.size() > 31 || z.name.find_first_of(" \t\n/") != std::string::npos)
+    return c.err(name, "zcrypt_node.name", "expected 1 to 31 characters without blanks or '/'");
+  for (const auto& other : topo.zcrypt_nodes)
+    if (other.name == z.name) return c.err(name, "zcrypt_node.name", "duplicate node", EEXIST);
+  if (const auto* n = t.get("apmask")) {
+    APEMU_TRY(z.apmask, hex_mask<Apid>(c, *n, "zcrypt_node.apmask"));
+  }
+  if (const auto* n = t.get("aqmask")) {
+    APEMU_TRY(z.aqmask, hex_mask<Apqi>(c, *n, "zcrypt_node.aqmask"));
+  }
+  if (const auto* n = t.get("admask")) {
+    APEMU_TRY(z.admask, hex_mask<Apqi>(c, *n, "zcrypt_node.admask"));
+  }
+  if (const auto* n = t.get("ioctlmask")) {
+    APEMU_TRY(z.ioctlmask, hex_mask<Apqi>(c, *n, "zcrypt_node.ioctlmask"));
+  }
+  topo.zcrypt_nodes.push_back(std::move(z));
+  return {};
+}
+
+/// [[name]] tables, each handed to `fn`.
+template <class Fn>
+Result<void> each_table(const Ctx& c, const toml::table& root, const char* name, Fn&& fn) {
+  const auto* n = root.get(name);
+  if (!n) return {};
+  const auto* arr = n->as_array();
+  if (!arr) return c.err(n, name, std::string("expected [[") + name + "]] tables");
+  for (const auto& e : *arr) {
+    const auto* t = e.as_table();
+    if (!t) return c.err(&e, name, "expected a table");
+    APEMU_TRY_VOID(fn(*t));
+  }
   return {};
 }
 
@@ -141,7 +246,8 @@ Result<Topology> parse(std::string_view text, const std::string& source) {
   static const std::set<std::string> known = {
       "apxa",          "max_adapter_id", "max_domain_id", "usage_domains", "control_domains",
       "default_domain", "interrupts",    "qci",           "apmask",        "aqmask",
-      "adapter"};
+      "adapter",        "config_time",   "poll_thread",   "poll_timeout",  "mdev",
+      "zcrypt_node"};
   for (const auto& [k, v] : root)
     if (!known.count(std::string(k.str()))) return c.err(&v, std::string(k.str()), "unknown key");
 
@@ -210,6 +316,20 @@ Result<Topology> parse(std::string_view text, const std::string& source) {
       APEMU_TRY_VOID(parse_adapter(c, *t, topo, seen));
     }
   }
+  if (const auto* n = root.get("config_time")) {
+    APEMU_TRY(auto v, get_int(c, *n, "config_time", 5, 120));
+    topo.config_time = static_cast<int>(v);
+  }
+  if (const auto* n = root.get("poll_thread")) {
+    APEMU_TRY(topo.poll_thread, get_bool(c, *n, "poll_thread"));
+  }
+  if (const auto* n = root.get("poll_timeout")) {
+    APEMU_TRY(auto v, get_int(c, *n, "poll_timeout", 0, 120'000'000'000LL));
+    topo.poll_timeout = static_cast<std::uint64_t>(v);
+  }
+  APEMU_TRY_VOID(each_table(c, root, "mdev", [&](const toml::table& t) { return parse_mdev(c, t, topo); }));
+  APEMU_TRY_VOID(each_table(c, root, "zcrypt_node",
+                            [&](const toml::table& t) { return parse_zcrypt_node(c, t, topo); }));
   return topo;
 }
 

@@ -58,8 +58,8 @@ Result<void> VfioAp::init() {
   ap::ApDriverOps apdrv;
   apdrv.base.name = std::string(abi::kVfioAp);
   apdrv.base.mod_name = std::string(abi::kVfioAp);
-  apdrv.base.probe = [this](core::Device& d) { return queue_probe(d); };
-  apdrv.base.remove = [this](core::Device& d) { queue_remove(d); };
+  apdrv.probe = [this](core::Device& d) { return queue_probe(d); };
+  apdrv.remove = [this](core::Device& d) { queue_remove(d); };
   apdrv.base.dev_groups = queue_attr_groups();
   apdrv.card_driver = false;
   apdrv.default_driver = false;

@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "integration/shell.h"
 
 #include <sys/stat.h>
@@ -14,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -281,4 +284,151 @@ TEST(ApemuServe, ExitsWhenItsMountIsTakenAway) {
   EXPECT_THAT(o.text, HasSubstr("was taken away; exiting: ENOTCONN (Transport endpoint is not "
                                 "connected)\n"));
   EXPECT_THAT(o.text, HasSubstr("socket-gone\n"));
+}
+
+namespace {
+
+/// Runs `script` (bash) from a file with $A (the apemu binary) and $T (a fresh directory, removed
+/// afterwards) set; `after` sees the files the script left in $T.
+apemu::testing::Output bash_in_tmp(const std::string& script,
+                                   const std::function<void(const std::string&)>& after = {}) {
+  char t[] = "/tmp/apemu-live-XXXXXX";
+  if (!::mkdtemp(t)) return {};
+  const std::string file = std::string(t) + "/script.sh";
+  std::ofstream(file) << "A=" << APEMU_BIN << "; T=" << t << "\n" << script;
+  auto o = sh("bash " + file);
+  if (after) after(t);
+  sh(std::string("rm -rf ") + t);
+  return o;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A tree dump without the lines that count events (issue 12: only SEQNUM-dependent content may
+/// differ between a machine and the boot of its recording).
+std::string without_counters(const std::string& dump) {
+  std::istringstream in(dump);
+  std::string out, line;
+  while (std::getline(in, line))
+    if (line.find("/kernel/uevent_seqnum ") == std::string::npos &&
+        line.find("/bus/ap/scans ") == std::string::npos &&
+        line.find("/bus/ap/bindings_complete_count ") == std::string::npos)
+      out += line + "\n";
+  return out;
+}
+
+} // namespace
+
+// docs/control.md "Results" (issue 12 point 6): every verb through the real client and socket,
+// each reply line parsed as JSON and checked against the machine it describes.
+TEST(ApemuCtl, JsonResultOfEveryVerbThroughTheSocket) {
+  REQUIRE_FACILITIES();
+  const std::string u = "11111111-2222-3333-4444-555555555555";
+  auto o = bash_in_tmp(
+      "$A run --clock virtual -- bash -c '\n"
+      "M=/sys/devices/vfio_ap/matrix; U=" + u + "\n"
+      "echo -1 > /sys/bus/ap/apmask; echo $U > $M/mdev_supported_types/vfio_ap-passthrough/create\n"
+      "echo 1 > $M/$U/assign_adapter; echo 5 > $M/$U/assign_domain\n"
+      "echo n1 > /sys/class/zcrypt/create\n"
+      "j() { out=$(" + std::string(APEMU_BIN) + " ctl --json \"$@\"); rc=$?; echo \"$out rc=$rc\"; }\n"
+      "j show; j tree /bus/ap/ap_domain; j dmesg; j scan; j clock; j clock advance 1s\n"
+      "j card add 9 CEX8 ep11 4-5; j card config 9 off; j card chkstop 9 on; j card remove 9\n"
+      "j domain add 8; j domain remove 8; j control-domain add 32; j control-domain remove 32\n"
+      "j guest start --mdev $U --name vm1; j guest show; j guest show --mdev $U\n"
+      "j guest stop --mdev $U; j guest show; j card remove 77; j nosuchverb\n'\n");
+  ASSERT_EQ(o.status, 0) << o.text;
+  std::vector<nlohmann::json> r;
+  std::istringstream in(o.text);
+  for (std::string line; std::getline(in, line);) {
+    const auto rc = line.rfind(" rc=");
+    ASSERT_NE(rc, std::string::npos) << line;
+    auto j = nlohmann::json::parse(line.substr(0, rc), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    // apemu ctl --json exits 0 for a success reply, 1 for a failure reply.
+    EXPECT_EQ(line.substr(rc), j.value("ok", false) ? " rc=0" : " rc=1") << line;
+    r.push_back(std::move(j));
+  }
+  ASSERT_EQ(r.size(), 21u) << o.text;
+  for (std::size_t i = 0; i < 19; ++i) {
+    EXPECT_EQ(r[i]["ok"], true) << i << " " << r[i].dump();
+    EXPECT_TRUE(r[i]["result"].is_object()) << i << " " << r[i].dump();
+  }
+  const auto& show = r[0]["result"];
+  EXPECT_EQ(show["ap_domain"], 4);
+  EXPECT_EQ(show["usage_domains"], nlohmann::json::array({4, 5, 6, 7}));
+  EXPECT_EQ(show["cards"][1]["queues"][1]["apqn"], "01.0005");
+  EXPECT_EQ(show["cards"][1]["queues"][1]["owner"], "vfio_ap");
+  EXPECT_EQ(show["cards"][1]["queues"][1]["mdev"], u);
+  EXPECT_EQ(show["cards"][0]["queues"][0]["owner"], "host");
+  EXPECT_EQ(show["mdevs"][0]["domains"], nlohmann::json::array({5}));
+  EXPECT_EQ(show["zcrypt_nodes"][0]["name"], "n1");
+  EXPECT_EQ(show["zcrypt_nodes"][0]["minor"], 0);
+  EXPECT_EQ(r[1]["result"]["entries"][0]["value"], "4\n");
+  EXPECT_TRUE(r[2]["result"]["lines"].is_array());
+  EXPECT_EQ(r[3]["result"]["scans"], 2); // the boot's scan and this one
+  EXPECT_EQ(r[4]["result"]["now_ns"], 0);
+  EXPECT_EQ(r[5]["result"]["now_ns"], 1'000'000'000);
+  EXPECT_EQ(r[6]["result"]["type"], "CEX8P");
+  EXPECT_EQ(r[6]["result"]["queues"].size(), 2u);
+  EXPECT_EQ(r[7]["result"]["config"], false);
+  EXPECT_EQ(r[8]["result"]["hardware_chkstop"], true);
+  EXPECT_EQ(r[9]["result"], (nlohmann::json{{"id", 9}, {"present", false}}));
+  EXPECT_EQ(r[10]["result"]["usage_domains"], nlohmann::json::array({4, 5, 6, 7, 8}));
+  EXPECT_EQ(r[11]["result"]["usage_domains"], nlohmann::json::array({4, 5, 6, 7}));
+  EXPECT_EQ(r[12]["result"]["control_domains"], nlohmann::json::array({4, 5, 6, 7, 16, 32}));
+  EXPECT_EQ(r[13]["result"]["control_domains"], nlohmann::json::array({4, 5, 6, 7, 16}));
+  EXPECT_EQ(r[14]["result"]["name"], "vm1");
+  EXPECT_EQ(r[14]["result"]["aqm"]["ids"], nlohmann::json::array({5}));
+  EXPECT_EQ(r[15]["result"]["guests"].size(), 1u);
+  EXPECT_EQ(r[16]["result"]["guests"][0]["mdev"], u);
+  EXPECT_EQ(r[17]["result"], (nlohmann::json{{"mdev", u}, {"running", false}}));
+  EXPECT_EQ(r[18]["result"], (nlohmann::json{{"guests", nlohmann::json::array()}}));
+  // Failures: the errno, never a result.
+  EXPECT_EQ(r[19]["ok"], false);
+  EXPECT_EQ(r[19]["errno"], "ENODEV");
+  EXPECT_FALSE(r[19].contains("result"));
+  EXPECT_EQ(r[20]["errno"], "EINVAL");
+}
+
+// `apemu record` (issue 12 point 5) for real: a machine changed through its live tree is
+// recorded through FUSE by the CLI, the recording boots in a second `apemu run`, and the two
+// `ctl tree /` dumps are identical but for the event counters. Recording only reads: the uevent
+// SEQNUM does not move while it runs.
+TEST(ApemuRecord, LiveTreeRecordingBootsToTheSameTree) {
+  REQUIRE_FACILITIES();
+  std::string before, after, recording;
+  auto o = bash_in_tmp(
+      "cat > $T/change.sh <<'END'\n"
+      "M=/sys/devices/vfio_ap/matrix; U=11111111-2222-3333-4444-555555555555\n"
+      "echo -1 > /sys/bus/ap/apmask; echo -7 > /sys/bus/ap/aqmask; echo 5 > /sys/bus/ap/ap_domain\n"
+      "echo 0 > /sys/devices/ap/card02/online; echo 0 > /sys/devices/ap/card00/00.0006/online\n"
+      "echo $U > $M/mdev_supported_types/vfio_ap-passthrough/create\n"
+      "echo 1 > $M/$U/assign_adapter; echo 4 > $M/$U/assign_domain; echo 16 > $M/$U/assign_control_domain\n"
+      "echo n1 > /sys/class/zcrypt/create; echo +0,+2 > /sys/class/zcrypt/n1/apmask\n"
+      "echo 0x10 > /sys/class/zcrypt/n1/ioctlmask; echo > /sys/class/zcrypt/create\n"
+      "$A ctl clock advance 1s > /dev/null\n"
+      "s1=$(cat /sys/kernel/uevent_seqnum)\n"
+      "$A record --sysfs /sys > $T/rec.toml || echo record-failed\n"
+      "s2=$(cat /sys/kernel/uevent_seqnum); test $s1 = $s2 || echo seqnum-moved $s1 $s2\n"
+      "$A ctl tree / > $T/before\n"
+      "END\n"
+      "A=$A T=$T $A run --clock virtual -- bash $T/change.sh; echo first=$?\n"
+      "$A run --clock virtual --topology $T/rec.toml -- sh -c \"$A ctl tree / > $T/after\"; "
+      "echo second=$?\n",
+      [&](const std::string& t) {
+        before = slurp(t + "/before");
+        after = slurp(t + "/after");
+        recording = slurp(t + "/rec.toml");
+      });
+  EXPECT_EQ(o.text, "first=0\nsecond=0\n");
+  ASSERT_THAT(before, HasSubstr("/class/zcrypt/n1 -> "));
+  EXPECT_THAT(recording, HasSubstr("[[mdev]]\nuuid = \"11111111-2222-3333-4444-555555555555\""));
+  EXPECT_THAT(recording, HasSubstr("default_domain = 5\n"));
+  EXPECT_THAT(recording, HasSubstr("[[zcrypt_node]]\nname = \"zcrypt_1\"\n"));
+  EXPECT_EQ(without_counters(after), without_counters(before)) << recording;
 }

@@ -614,20 +614,120 @@ TEST(S390Tools, LszcryptShowsQueuesHandedToVfioAp) {
   EXPECT_TRANSCRIPT_6_16(got, want);
 }
 
-TEST(S390Tools, ZcryptctlListsNoExtraNodes) {
+// zcryptctl 2.16 on the live tree (issue 12 point 2). What the kernel gives, from ap-bus.md:
+// §8.1 — class `zcrypt` with `create`/`destroy` (regular files, so `list` skips them); a node
+// gets the lowest free minor of the zcrypt char region and starts with all masks zero; an empty
+// name (zcryptctl writes "\n\n") becomes zcrypt_<minor>; a taken name is EEXIST, which zcryptctl
+// reports as a failed write; `destroy` removes the node at once. §9.3 — relative "+N" writes,
+// masks decoded MSB-first, the list/listconfig layouts, and the stat of a char device
+// /dev/<node> for every command naming a node (apemu run makes it, as devtmpfs does). The major
+// is the first dynamic one (254, abi::kZcryptDynamicMajor); the nodes are listed in the order
+// /sys/class/zcrypt gives them (by name here). 2.16 has no addctrl/delctrl: it says so.
+TEST(S390Tools, ZcryptctlCreatesFiltersListsAndDestroysNodes) {
   REQUIRE_S390_TOOLS();
-  const std::string got = transcript("6.16", kMain, "r zcryptctl list\n");
-  // §8.1: zcrypt registers class `zcrypt` with `create`/`destroy` (since ≈4.20, §11); with no
-  // extra nodes zcryptctl says so (§9.3).
-  if (got == "$ zcryptctl list\n"
-             "zcryptctl: Directory class/zcrypt is missing in sysfs.\n"
-             "Multiple zcrypt node support is not available\n"
-             "rc=1\n")
-    GTEST_SKIP() << "apemu has no /sys/class/zcrypt yet (ap-bus.md §8.1, §11 checklist item 7); "
-                    "zcryptctl ran and said so";
-  EXPECT_EQ(got, "$ zcryptctl list\n"
-                 "No additional zcrypt device nodes defined\n"
-                 "rc=0\n");
+  const std::string got = transcript("6.19", kMain,
+                                     "r zcryptctl list\n"
+                                     "r zcryptctl create\n"
+                                     "r zcryptctl create node1\n"
+                                     "stat -c '%F %t:%T' /dev/zcrypt_0 /dev/node1\n"
+                                     "r zcryptctl addap node1 1\n"
+                                     "r zcryptctl addap node1 0x0b\n"
+                                     "r zcryptctl adddom node1 4\n"
+                                     "r zcryptctl adddom node1 0x2a\n"
+                                     "r zcryptctl addioctl node1 ZSECSENDCPRB\n"
+                                     "r zcryptctl addioctl node1 3\n"
+                                     "r zcryptctl addctrl node1 16\n"
+                                     "r zcryptctl delap node1 1\n"
+                                     "cat /sys/class/zcrypt/node1/apmask /sys/devices/virtual/zcrypt/node1/aqmask\n"
+                                     "r zcryptctl list\n"
+                                     "r zcryptctl listconfig\n"
+                                     "r zcryptctl create node1\n"
+                                     "r zcryptctl addap nosuch 1\n"
+                                     "r zcryptctl destroy node1\n"
+                                     "r zcryptctl destroy zcrypt_0\n"
+                                     "ls /dev/node1 /dev/zcrypt_0 2>&1 | sed 's/^ls: //'\n"
+                                     "r zcryptctl list\n");
+  // clang-format off
+  EXPECT_EQ(got,
+            "$ zcryptctl list\n"
+            "No additional zcrypt device nodes defined\n"
+            "rc=0\n"
+            "$ zcryptctl create\n"
+            "Device node created\n"
+            "rc=0\n"
+            "$ zcryptctl create node1\n"
+            "Device node created\n"
+            "rc=0\n"
+            "character special file fe:0\n"
+            "character special file fe:1\n"
+            "$ zcryptctl addap node1 1\n"
+            "Adapter 1 added\n"
+            "rc=0\n"
+            "$ zcryptctl addap node1 0x0b\n"
+            "Adapter 11 added\n"
+            "rc=0\n"
+            "$ zcryptctl adddom node1 4\n"
+            "Domain 4 added\n"
+            "rc=0\n"
+            "$ zcryptctl adddom node1 0x2a\n"
+            "Domain 42 added\n"
+            "rc=0\n"
+            "$ zcryptctl addioctl node1 ZSECSENDCPRB\n"
+            "Ioctl ZSECSENDCPRB added\n"
+            "rc=0\n"
+            "$ zcryptctl addioctl node1 3\n"
+            "Ioctl 3 added\n"
+            "rc=0\n"
+            "$ zcryptctl addctrl node1 16\n"
+            "zcryptctl: Missing or invalid command argument\n"
+            "rc=1\n"
+            "$ zcryptctl delap node1 1\n"
+            "Adapter 1 removed\n"
+            "rc=0\n"
+            "0x0010" + std::string(60, '0') + "\n"                  // adapter 11
+            "0x0800000000200000" + std::string(48, '0') + "\n"      // domains 4, 42
+            "$ zcryptctl list\n"
+            "zcrypt node name:\tnode1\n"
+            "  device node:\t/dev/node1\n"
+            "  major:minor:\t254:1\n"
+            "  adapter:\t11\n"
+            "  domains:\t4,42\n"
+            "  ioctls:\t3,ZSECSENDCPRB\n"
+            "zcrypt node name:\tzcrypt_0\n"
+            "  device node:\t/dev/zcrypt_0\n"
+            "  major:minor:\t254:0\n"
+            "  adapter:\n"
+            "  domains:\n"
+            "  ioctls:\n"
+            "rc=0\n"
+            "$ zcryptctl listconfig\n"
+            "node = node1\n"
+            " aps = 11\n"
+            " doms = 4,42\n"
+            " ioctls = 3,ZSECSENDCPRB\n"
+            "node = zcrypt_0\n"
+            " aps =\n"
+            " doms =\n"
+            " ioctls =\n"
+            "rc=0\n"
+            "$ zcryptctl create node1\n"
+            "zcryptctl: Could not write into sysfs entry to create zdev node\n"
+            "rc=1\n"
+            "$ zcryptctl addap nosuch 1\n"
+            "zcryptctl: Invalid or unknown nodename 'nosuch'\n"
+            "rc=1\n"
+            "$ zcryptctl destroy node1\n"
+            "Device node 'node1' marked for destruction\n"
+            "rc=0\n"
+            "$ zcryptctl destroy zcrypt_0\n"
+            "Device node 'zcrypt_0' marked for destruction\n"
+            "rc=0\n"
+            "cannot access '/dev/node1': No such file or directory\n"
+            "cannot access '/dev/zcrypt_0': No such file or directory\n"
+            "$ zcryptctl list\n"
+            "No additional zcrypt device nodes defined\n"
+            "rc=0\n");
+  // clang-format on
 }
 
 // Kernel profile rows (issue 8): lszcrypt -V of s390_tools_cex6.toml, CEX6 cards only (a type

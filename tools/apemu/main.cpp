@@ -1,12 +1,9 @@
 // build/apemu: thin subcommands over the Testbed. The only code allowed to exit.
-#include <malloc.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +11,7 @@
 
 #include "apemu/profile/kernel_profile.h"
 #include "apemu/testbed/control.h"
+#include "apemu/testbed/record.h"
 #include "apemu/testbed/run.h"
 #include "apemu/testbed/show.h"
 #include "apemu/testbed/testbed.h"
@@ -84,16 +82,6 @@ void exec_with_huge_pages(int argc, char** argv) {
   ::unsetenv(kSaved);
 }
 
-/// glibc (2.36) computes its malloc arena limit the first time a thread needs an arena beyond
-/// the eighth, by reading /sys/devices/system/cpu/online (get_nprocs). Inside `apemu run`, /sys is
-/// the tree this very process serves: a thread whose first malloc or free comes while it holds
-/// the machine lock (an executor item) would wait for its own FUSE handler forever (seen: a
-/// guest start hung a blocked mdev remove). So the limit is set now, while /sys is still the
-/// host's, to glibc's own default (8 arenas per CPU on 64-bit systems).
-void fix_malloc_arena_limit() {
-  (void)::mallopt(M_ARENA_MAX, 8 * std::max(1, ::get_nprocs()));
-}
-
 /// "apemu: WHAT: CONTEXT: ENAME (strerror)": every failure names its errno.
 int fail(const Error& e, const std::string& what) {
   const Errno code(e.code);
@@ -154,7 +142,6 @@ std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
 
 int main(int argc, char** argv) {
   exec_with_huge_pages(argc, argv);
-  fix_malloc_arena_limit();
   CLI::App app{"apemu: an emulator of IBM Z AP crypto passthrough (AP bus, zcrypt, vfio_ap)"};
   app.require_subcommand(1);
   Common common;
@@ -225,6 +212,20 @@ int main(int argc, char** argv) {
   // Everything after the verb is the verb's, options included (`guest start --mdev UUID`).
   ctl_cmd->prefix_command(true);
 
+  std::string record_sysfs = "/sys", record_kernel;
+  auto* record_cmd = app.add_subcommand(
+      "record", "write a topology (TOML, on stdout) that boots to the tree of a live AP sysfs, "
+                "runtime state included; only reads");
+  record_cmd->add_option("--sysfs", record_sysfs, "the sysfs to read (default /sys)");
+  {
+    std::vector<std::string> names;
+    for (const auto& p : profile::all_profiles()) names.emplace_back(p.name);
+    record_cmd->add_option("--kernel", record_kernel,
+                           "the kernel the recorded machine runs (card depth means qd or qd + 1); "
+                           "default: " + std::string(profile::default_profile().name))
+        ->check(CLI::IsMember(names));
+  }
+
   auto* kernels_cmd = app.add_subcommand("kernels", "list the kernel profiles (--kernel NAME)");
 
   CLI11_PARSE(app, argc, argv);
@@ -236,6 +237,18 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (*record_cmd) {
+    const profile::KernelProfile* prof = &profile::default_profile();
+    if (!record_kernel.empty()) {
+      auto p = profile::find_profile(record_kernel);
+      if (!p) return fail(p.error(), "record");
+      prof = *p;
+    }
+    auto r = testbed::record_topology(record_sysfs, *prof);
+    if (!r) return fail(r.error(), "record");
+    std::fputs(r->c_str(), stdout);
+    return 0;
+  }
   if (*run_cmd) {
     testbed::RunOptions ro;
     ro.topology = common.topology;

@@ -19,4 +19,21 @@ inline constexpr std::string_view kCex2cCard = "cex2card";
 inline constexpr std::string_view kCex2cQueue = "cex2cqueue";
 inline constexpr std::string_view kZcryptCex2cModule = "zcrypt_cex2c";
 
+// zcrypt device nodes (zcrypt_api.c; ap-bus.md §8.1)
+inline constexpr std::string_view kZcryptClass = "zcrypt";     // class, char region name
+inline constexpr std::string_view kMiscClass = "misc";         // drivers/char/misc.c
+inline constexpr std::string_view kZ90crypt = "z90crypt";      // the misc device
+inline constexpr std::string_view kZcdnCreate = "create";      // class attributes
+inline constexpr std::string_view kZcdnDestroy = "destroy";
+inline constexpr std::string_view kZcdnPrefix = "zcrypt_";     // name of an unnamed node
+/// MISC_MAJOR.
+inline constexpr unsigned kMiscMajor = 10;
+/// The dynamic numbers a boot without other dynamic users would get: alloc_chrdev_region hands
+/// out majors from 254 downwards; misc_register's first dynamic minor is 127 in the legacy
+/// range. A real machine's other drivers may have taken these first.
+inline constexpr unsigned kZcryptDynamicMajor = 254;
+inline constexpr unsigned kZ90cryptDynamicMinor = 127;
+/// ZCRYPT_MAX_MINOR_NODES.
+inline constexpr unsigned kZcryptMaxMinorNodes = 256;
+
 } // namespace apemu::ap::abi

@@ -122,8 +122,17 @@ constexpr ApTypes ap_types(std::initializer_list<int> types) {
 inline constexpr ApTypes kCex4PlusTypes = ap_types({10, 11, 12, 13, 14});
 
 /// struct ap_driver: a core driver plus the AP-specific flags and callbacks.
+///
+/// The driver's probe and remove belong here, not in `base`: the AP bus has bus_type methods
+/// (ap_device_probe/ap_device_remove) that call them, and the core warns about a driver that sets
+/// its own device_driver probe on such a bus (driver-core.md §1.4), which no AP driver does.
 struct ApDriverOps {
+  /// The core part; its probe and remove must stay empty (register_driver asserts it).
   core::DriverOps base;
+  /// ap_driver.probe, called by the bus probe once the binding policy accepted the device.
+  std::function<Result<void>(core::Device&)> probe;
+  /// ap_driver.remove, called by the bus remove.
+  std::function<void(core::Device&)> remove;
   bool card_driver = false;    ///< binds cards (else queues)
   bool default_driver = false; ///< AP_DRIVER_FLAG_DEFAULT (zcrypt)
   ApTypes types = kCex4PlusTypes; ///< the id table
@@ -221,6 +230,11 @@ public:
   /// next periodic scan is `seconds` from now.
   void set_config_time(int seconds);
   Result<void> set_ap_domain(int domain);
+  /// A recording's queue state (`apemu record`): `uninitiated` puts the queue in UNINITIATED
+  /// with its reset pending, as a driver's release leaves it (§5.2); otherwise ERROR with the
+  /// state machine idle, as a queue deconfigured or checkstopped after its reset. Returns:
+  /// ENODEV when the queue does not exist. Locking: machine lock held.
+  Result<void> restore_queue_state(Apqn q, bool uninitiated);
 
 private:
   ApBus(core::Core& core, ApHardware& hw) : m_core(&core), m_hw(&hw) {}

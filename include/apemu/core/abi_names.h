@@ -17,6 +17,7 @@ inline constexpr std::string_view kUeventSeqnum = "uevent_seqnum";
 inline constexpr std::string_view kSubsystem = "subsystem";
 inline constexpr std::string_view kDriver = "driver";
 inline constexpr std::string_view kDevice = "device";
+inline constexpr std::string_view kDev = "dev"; ///< the MAJ:MIN attribute and /sys/dev
 inline constexpr std::string_view kPower = "power";
 inline constexpr std::string_view kBind = "bind";
 inline constexpr std::string_view kUnbind = "unbind";

@@ -184,6 +184,8 @@ public:
   Result<Class*> class_register(ClassType type);
   void class_unregister(Class& cls);
   Class* find_class(std::string_view name) const;
+  /// Registered classes in registration order.
+  std::vector<Class*> classes() const;
   /// class_compat_register: bare /sys/class/NAME (no uevent). Returns: EEXIST.
   Result<CompatClass*> class_compat_register(std::string name);
   void class_compat_unregister(CompatClass& cc);
@@ -239,7 +241,7 @@ private:
   uevent::Broadcaster m_uevents;
   Log m_log;
   std::shared_ptr<kernfs::Dir> m_devices_dir, m_bus_dir, m_class_dir, m_kernel_dir, m_module_dir,
-      m_virtual_dir;
+      m_virtual_dir, m_dev_char_dir;
   std::vector<std::unique_ptr<Bus>> m_buses;
   std::vector<std::unique_ptr<Class>> m_classes;
   std::vector<std::unique_ptr<CompatClass>> m_compat_classes;

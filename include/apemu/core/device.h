@@ -63,6 +63,13 @@ public:
   /// DEVTYPE (the struct device_type name). The text must have static storage duration.
   void set_devtype(std::string_view name) { m_devtype = name; }
   void set_groups(std::span<const DeviceAttributeGroup> groups) { m_groups = groups; }
+  /// dev->devt of a character device (major != 0): device_add then gives it a `dev` file,
+  /// /sys/dev/char/MAJ:MIN and MAJOR/MINOR/DEVNAME in its uevents (driver-core.md §2.5, §2.6,
+  /// §3.2).
+  void set_devt(unsigned major, unsigned minor) {
+    m_major = major;
+    m_minor = minor;
+  }
   void set_release(Release release) { m_release = std::move(release); }
   /// Root devices and grouping nodes have no power/ directory.
   void set_pm_not_required(bool v) { m_pm_not_required = v; }
@@ -82,6 +89,11 @@ public:
   /// The bound driver; null while unbound or while a probe is in progress and fails.
   Driver* driver() const { return m_driver; }
   std::string_view devtype() const { return m_devtype; }
+  /// MAJOR(devt), 0 without a device number.
+  unsigned devt_major() const { return m_major; }
+  unsigned devt_minor() const { return m_minor; }
+  /// The node name below /dev (DEVNAME): the kernel name with '!' turned back into '/'.
+  std::string devnode_name() const;
   /// The driver_override name, or null when unset.
   const std::string* driver_override() const { return m_driver_override.get(); }
   /// True between device_add and device_del.
@@ -120,6 +132,7 @@ private:
   std::unique_ptr<std::string> m_driver_override; // rarely set: 8 bytes, not 40, per device
   std::span<const DeviceAttributeGroup> m_groups;
   void* m_drvdata = nullptr;
+  unsigned m_major = 0, m_minor = 0;
   bool m_pm_not_required = false;
   bool m_uevent_suppress = false;
   bool m_dead = false;

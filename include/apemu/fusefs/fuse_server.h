@@ -37,6 +37,8 @@
 // @endcode
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -51,6 +53,12 @@ namespace apemu::fusefs {
 
 /// Mount options. The defaults give a sysfs look-alike that every user can read.
 struct Options {
+  /// The machine's root: files are owned by this uid/gid, and a caller with this uid has root's
+  /// rights (a real sysfs is root's; an ordinary user serving a tree is its root, as the caller
+  /// of `unshare -r` is root in its user namespace). 0 for a server run by root or in a user
+  /// namespace, where the kernel already translates the caller's ids.
+  uid_t owner_uid = 0;
+  gid_t owner_gid = 0;
   /// `-o allow_other`: other users may access the mount (the caller must be root or
   /// /etc/fuse.conf must have user_allow_other). Permissions are still enforced by FuseServer
   /// itself: `default_permissions` is never used, because it would let root open a 0444
@@ -88,6 +96,12 @@ struct Options {
   /// (`umount DIR` from outside, or the connection aborted). The server should then be
   /// unmounted and destroyed by its owner; requests are no longer served.
   std::function<void()> on_lost;
+  /// Requests made by the server's own process (any of its threads) fail with ENOENT at once,
+  /// without the model lock. Needed where the mount is the process's own /sys (`apemu run`):
+  /// glibc reads /sys/devices/system/cpu/online on its own (get_nprocs, from malloc's arena
+  /// setup, sysconf), possibly while the thread holds a lock that a request handler needs; an
+  /// answer that takes no lock cannot deadlock, and glibc then falls back to /proc.
+  bool refuse_own_process = false;
 };
 
 /// A mounted, running FUSE filesystem over one kernfs::Tree.

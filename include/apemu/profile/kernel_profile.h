@@ -84,6 +84,9 @@ struct KernelProfile {
   bool ap_poll_timeout_kstrtoul;
   /// `poll_thread` store: kstrtobool (newer); else sscanf("%d").
   bool ap_poll_thread_kstrtobool;
+  /// The z90crypt misc device and the multi-node class `zcrypt` with create/destroy and
+  /// zcrypt_<name> devices (≈4.19/4.20, ap-bus.md §8.1, §11).
+  bool zcrypt_device_nodes;
 
   // ---- mdev core ------------------------------------------------------------------------------
   /// ≥5.16: the vendor's mdev driver binds mdevs; before, the generic `vfio_mdev` did and the

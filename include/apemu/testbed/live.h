@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "apemu/base/result.h"
+#include "apemu/testbed/devtmpfs.h"
 #include "apemu/testbed/testbed.h"
 
 namespace apemu::fusefs {
@@ -31,12 +32,17 @@ struct LiveOptions {
   bool netlink = false;       ///< broadcast udev-format events (only in a private netns!)
   std::string udev_root;      ///< write a udev database here ("" = none)
   std::string control_socket; ///< path of the control socket ("" = none)
+  /// Make the char device nodes of the machine's devices here, as devtmpfs does ("" = none;
+  /// only a directory private to this process's mount namespace, see devtmpfs.h).
+  std::string dev_dir;
   /// Save the machine's state (Testbed::enable_state) at every commit point: after each store,
   /// control command and batch of executor work.
   bool persist = false;
   /// Called (on a FUSE thread) when the mount is taken away from outside (see
   /// fusefs::Options::on_lost).
   std::function<void()> on_mount_lost;
+  /// fusefs::Options::refuse_own_process: set when the mount is this process's own /sys.
+  bool refuse_own_process = false;
 };
 
 class LiveSession {
@@ -57,6 +63,7 @@ private:
   std::unique_ptr<netlink::UdevDatabase> m_db;
   std::unique_ptr<netlink::UdevSender> m_sender;
   std::unique_ptr<fusefs::FuseServer> m_fuse;
+  std::unique_ptr<DevNodes> m_dev_nodes;
   std::unique_ptr<ControlServer> m_control;
   int m_subscription = 0;
 };

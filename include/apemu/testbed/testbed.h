@@ -42,6 +42,17 @@ struct Options {
 /// installed presets (<datadir>/apemu/topologies, e.g. /usr/share/apemu/topologies).
 std::string default_topology_path();
 
+class Testbed;
+
+/// Creates the mdev `spec.uuid` of type `spec.type` and assigns its adapters, domains and
+/// control domains through the attributes' checks, in increasing order (a topology's [[mdev]],
+/// a restored state). Returns: EINVAL for an unknown type, create_mdev's and the assign_*
+/// errnos with the step in the context. Locking: machine lock held.
+Result<void> apply_mdev(Testbed& tb, const topology::MdevSpec& spec);
+/// Creates the zcrypt node `spec.name` and sets its four masks. Returns: ENODEV when the
+/// machine has no zcrypt nodes, create_node's errnos. Locking: machine lock held.
+Result<void> apply_zcrypt_node(Testbed& tb, const topology::ZcryptNodeSpec& spec);
+
 class Testbed {
 public:
   /// Builds a machine: core, then (with a topology) the AP bus, its initial scan and zcrypt.
@@ -62,6 +73,8 @@ public:
   /// Null without a topology.
   ap::ApBus* ap_bus() { return m_ap.get(); }
   ap::ApHardware* hw() { return m_hw.get(); }
+  /// The zcrypt drivers and device nodes (null without a topology).
+  ap::Zcrypt* zcrypt() { return m_zcrypt.get(); }
   /// Null without a topology or with Options::vfio_ap off.
   mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
   vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }

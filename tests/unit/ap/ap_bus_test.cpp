@@ -381,3 +381,25 @@ TEST(ApKernelParameters, MasksAndDomainFromTheCommandLine) {
   EXPECT_TRUE(tb2->core().log().contains("300 is not a valid cryptographic domain"));
   EXPECT_THAT(sysfs_read(tb2->core(), "/bus/ap/ap_domain"), IsOkAndHolds("4\n"));
 }
+
+// ap-bus.md §6.4/§6.5: without QCI the kernel assumes adapters 0-63 and domains 0-15 and asks
+// TAPQ; the firmware answers Q_NOT_AVAIL for domains outside the LPAR's usage domains, so only
+// queues of usage domains exist (issue 12: all of 0-15 used to appear).
+TEST(ApBusWithoutQci, UsageDomainsLimitTheQueues) {
+  auto tb = boot(R"(
+qci = false
+usage_domains = "2,5"
+
+[[adapter]]
+id = 3
+type = "CEX8"
+mode = "cca"
+)");
+  auto g = tb->lock();
+  std::vector<std::string> queues;
+  for (const auto& n : sysfs_list(tb->core(), "/devices/ap/card03"))
+    if (n.find('.') != std::string::npos) queues.push_back(n);
+  EXPECT_THAT(queues, ElementsAre("03.0002", "03.0005"));
+  EXPECT_THAT(sysfs_read(tb->core(), "/bus/ap/ap_domain"), IsOkAndHolds("2\n"));
+  g.unlock();
+}

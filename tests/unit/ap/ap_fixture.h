@@ -67,7 +67,7 @@ protected:
   core::Driver* add_passthrough_driver(std::function<int(const ApidMask&, const ApqiMask&)> in_use = {}) {
     ap::ApDriverOps ops;
     ops.base.name = "vfio_ap";
-    ops.base.probe = [](core::Device&) -> Result<void> { return {}; };
+    ops.probe = [](core::Device&) -> Result<void> { return {}; };
     ops.in_use = std::move(in_use);
     auto r = bus().register_driver(std::move(ops));
     EXPECT_TRUE(r.has_value());

@@ -357,3 +357,30 @@ TEST_F(CoreTest, ModuleLinksOfDrivers) {
   EXPECT_THAT(sysfs_readlink(core, "/module/zcrypt_cex4/drivers/foo:cex4queue"),
               IsOkAndHolds("../../../bus/foo/drivers/cex4queue"));
 }
+
+// driver-core.md §1.4 step 2: a driver that brings its own probe or remove to a bus with
+// bus_type methods gets the warning (the bus methods win); one that leaves them to the bus, as
+// every AP and mdev driver does, does not.
+TEST_F(CoreTest, DriverProbeOrRemoveOnBusWithMethodsWarnsNeedsUpdating) {
+  core::BusType t;
+  t.name = "methods";
+  t.probe = [](Device&) -> Result<void> { return {}; };
+  t.remove = [](Device&) {};
+  auto* b = *core.bus_register(std::move(t));
+  core::DriverOps plain;
+  plain.name = "plain";
+  ASSERT_THAT(core.driver_register(*b, plain), IsOk());
+  EXPECT_FALSE(core.log().contains("needs updating"));
+  core::DriverOps with_probe;
+  with_probe.name = "withprobe";
+  with_probe.probe = [](Device&) -> Result<void> { return {}; };
+  ASSERT_THAT(core.driver_register(*b, with_probe), IsOk());
+  EXPECT_TRUE(core.log().contains("Driver 'withprobe' needs updating - please use bus_type methods"));
+  core::DriverOps with_remove;
+  with_remove.name = "withremove";
+  with_remove.remove = [](Device&) {};
+  ASSERT_THAT(core.driver_register(*b, with_remove), IsOk());
+  EXPECT_TRUE(core.log().contains("Driver 'withremove' needs updating - please use bus_type methods"));
+  for (auto* d : b->drivers()) core.driver_unregister(*d);
+  core.bus_unregister(*b);
+}

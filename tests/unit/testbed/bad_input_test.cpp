@@ -18,7 +18,9 @@
 //     EINVAL for other than 0/1. bind/unbind/drivers_probe (driver-core.md §3.6): ENODEV for an
 //     unknown device. uevent (driver-core.md §4.5): EINVAL for an unknown action. mdev create
 //     (vfio-ap.md §5.1): EINVAL for a bad UUID. assign_* (vfio-ap.md §3.3): EINVAL for a bad
-//     number (kstrtoul takes a leading '+'), ENODEV above the maximum id.
+//     number (kstrtoul takes a leading '+'), ENODEV above the maximum id. zcrypt `create`
+//     (ap-bus.md §8.1): any text is a name (blanks trimmed, cut at 31 characters), so every
+//     input is accepted; `destroy`: ENOENT for a name no node has.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 

@@ -322,3 +322,19 @@ TEST(KernelProfiles, TheTableHasTheFiveProfilesNewestByDefault) {
 }
 
 } // namespace
+
+namespace {
+
+// driver-core.md §1.4 step 2: the core warns about a driver with its own probe/remove on a bus
+// that has bus_type methods. Every AP and mdev driver leaves those to the bus (struct ap_driver,
+// struct mdev_driver), so no profile's boot, mdev creation or teardown prints the warning.
+TEST(KernelProfiles, NoDriverNeedsUpdatingLineInAnyProfile) {
+  for (const char* name : kNames) {
+    Machine m(name);
+    m.mdev_with_5_4();
+    for (const auto& line : m.core().log().lines(LogLevel::Debug))
+      EXPECT_EQ(line.find("needs updating"), std::string::npos) << name << ": " << line;
+  }
+}
+
+} // namespace
