@@ -31,6 +31,7 @@ test: build sysroot
 bench: build
 	./$(BUILD)/bench/core_bench
 	./$(BUILD)/bench/fuse_bench
+	./bench/read_bench.sh
 	./$(BUILD)/bench/boot_probe
 	./bench/boot_bench.sh
 	./$(BUILD)/bench/vfio_ap_bench

@@ -108,6 +108,41 @@ std::string Core::devpath(const Device& dev) const {
 
 // ---- attribute groups -------------------------------------------------------------------------
 
+/// How kernfs reads a DeviceAttribute table (kernfs::AttrRowType).
+static const kernfs::AttrRowType kDeviceRowType = {
+    [](const void* rows, std::size_t i) -> const kernfs::AttrOps& {
+      return static_cast<const DeviceAttribute*>(rows)[i];
+    },
+    [](const void* rows, std::size_t i) { return static_cast<const DeviceAttribute*>(rows)[i].name; },
+    [](const void* rows, std::size_t i) { return static_cast<const DeviceAttribute*>(rows)[i].mode; },
+};
+
+/// Hands the rows of `g` to kernfs as lazy attributes (kernfs::Tree::add_lazy_attrs: their
+/// nodes are created when someone looks) if that gives exactly the nodes the loop in add_groups
+/// would create. is_visible is evaluated now, at group creation as in the kernel; a row it
+/// shows with another mode than the table's is created eagerly (the whole group then).
+/// A max.toml machine has about 800,000 attribute nodes that nobody may ever open.
+static bool add_lazy(kernfs::Tree& tree, kernfs::Dir& dir, const DeviceAttributeGroup& g,
+                     Device& dev) {
+  if (g.attrs.size() > 64) return false;
+  std::uint64_t visible = 0;
+  for (std::size_t i = 0; i < g.attrs.size(); ++i) {
+    const DeviceAttribute& a = g.attrs[i];
+    const mode_t mode = g.is_visible ? g.is_visible(dev, a) : a.mode;
+    if (mode == 0) continue;
+    if (mode != a.mode) return false;
+    visible |= std::uint64_t{1} << i;
+  }
+  return tree.add_lazy_attrs(dir, kDeviceRowType, g.attrs.data(), g.attrs.size(), visible, &dev);
+}
+
+/// One generic file of a device (uevent, online, driver_override), lazily when possible.
+static void add_device_file(kernfs::Tree& tree, kernfs::Dir& dir, const DeviceAttribute& a,
+                            Device& dev) {
+  if (!tree.add_lazy_attrs(dir, kDeviceRowType, &a, 1, 1, &dev))
+    (void)tree.create_attr(dir, std::string(a.name), a.mode, &a, &dev);
+}
+
 Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups,
                               Device& dev) {
   std::size_t done = 0;
@@ -121,12 +156,16 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
       else {
         auto made = m_tree.create_dir(dir, std::string(g.name));
         if (!made) {
-          remove_groups(dir, groups.first(done));
+          remove_groups(dir, groups.first(done), dev);
           return made.error();
         }
         sub = *made;
       }
       target = sub.get();
+    }
+    if (add_lazy(m_tree, *target, g, dev)) {
+      ++done;
+      continue;
     }
     for (const auto& a : g.attrs) {
       mode_t mode = a.mode;
@@ -138,7 +177,7 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
       if (!r) {
         m_log.error("sysfs: cannot create duplicate filename '" + target->path() + "/" +
                     std::string(a.name) + "'");
-        remove_groups(dir, groups.first(done + 1));
+        remove_groups(dir, groups.first(done + 1), dev);
         return r.error();
       }
     }
@@ -147,7 +186,8 @@ Result<void> Core::add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeG
   return {};
 }
 
-void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups) {
+void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups,
+                         Device& dev) {
   for (const auto& g : groups) {
     kernfs::Dir* target = &dir;
     std::shared_ptr<kernfs::Node> sub;
@@ -156,11 +196,14 @@ void Core::remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup>
       if (!sub || sub->type() != kernfs::NodeType::Dir) continue;
       target = static_cast<kernfs::Dir*>(sub.get());
     }
-    for (const auto& a : g.attrs) {
-      // Only remove nodes this row created for this device (a clash may have left another's).
-      auto n = target->find(a.name);
-      if (!n || n->type() != kernfs::NodeType::Attr) continue;
-      m_tree.remove(*n);
+    // Rows still lazy go without ever being created; created ones by name.
+    if (!m_tree.remove_lazy_attrs(*target, g.attrs.data(), &dev)) {
+      for (const auto& a : g.attrs) {
+        // Only remove nodes this row created for this device (a clash may have left another's).
+        auto n = target->find(a.name);
+        if (!n || n->type() != kernfs::NodeType::Attr) continue;
+        m_tree.remove(*n);
+      }
     }
     if (sub && static_cast<kernfs::Dir&>(*sub).children().empty()) m_tree.remove(*sub);
   }
@@ -174,7 +217,7 @@ Result<void> Core::device_add_groups(Device& dev, std::span<const DeviceAttribut
 
 void Core::device_remove_groups(Device& dev, std::span<const DeviceAttributeGroup> groups) {
   held();
-  if (dev.m_dir) remove_groups(*dev.m_dir, groups);
+  if (dev.m_dir) remove_groups(*dev.m_dir, groups, dev);
 }
 
 // ---- placement (driver-core.md §2.2) -----------------------------------------------------------
@@ -264,7 +307,7 @@ Result<void> Core::device_add(Device& dev) {
   };
 
   // Step 5: uevent. Step 6: class links.
-  (void)m_tree.create_attr(dir, std::string(abi::kUevent), kUeventAttr.mode, &kUeventAttr, &dev);
+  add_device_file(m_tree, dir, kUeventAttr, dev);
   if (dev.m_class) {
     (void)m_tree.create_link(dir, std::string(abi::kSubsystem), dev.m_class->m_dir);
     if (dev.m_parent) (void)m_tree.create_link(dir, std::string(abi::kDevice), dev.m_parent->m_dir);
@@ -283,14 +326,13 @@ Result<void> Core::device_add(Device& dev) {
     if (auto r = add_groups(dir, dev.m_class->type().dev_groups, dev); !r) return unwind(r.error());
   if (auto r = add_groups(dir, dev.m_groups, dev); !r) return unwind(r.error());
   if (dev.m_bus && dev.m_bus->type().online && dev.m_bus->type().offline)
-    (void)m_tree.create_attr(dir, std::string(abi::kOnline), kOnlineAttr.mode, &kOnlineAttr, &dev);
+    add_device_file(m_tree, dir, kOnlineAttr, dev);
   // Step 8: bus_add_device.
   if (dev.m_bus) {
     Bus& bus = *dev.m_bus;
     if (auto r = add_groups(dir, bus.type().dev_groups, dev); !r) return unwind(r.error());
     if (bus.type().driver_override)
-      (void)m_tree.create_attr(dir, std::string(abi::kDriverOverride), kDriverOverrideAttr.mode,
-                               &kDriverOverrideAttr, &dev);
+      add_device_file(m_tree, dir, kDriverOverrideAttr, dev);
     if (auto r = m_tree.create_link(*bus.m_devices_dir, dev.m_name, dev.m_dir); !r)
       return unwind(r.error());
     (void)m_tree.create_link(dir, std::string(abi::kSubsystem), bus.m_dir);
@@ -465,10 +507,18 @@ Result<void> Core::device_uevent(Device& dev, Action action,
   // The devices kset filter: only bus or class devices send events (§1.9).
   if ((!dev.m_bus && !dev.m_class && dev.m_uevent_subsystem.empty()) || dev.m_uevent_suppress)
     return {};
-  uevent::Env env(m_profile->uevent_num_envp);
+  // Only counted when nobody subscribes.
+  uevent::Env env = m_uevents.new_env(m_profile->uevent_num_envp);
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
-  const std::string path = devpath(dev);
-  APEMU_TRY_VOID(env.add("DEVPATH", path));
+  // Counted, DEVPATH needs only its length (building the text was a third of a boot).
+  std::string path;
+  if (env.stores()) {
+    path = devpath(dev);
+    APEMU_TRY_VOID(env.add("DEVPATH", path));
+  } else {
+    APEMU_TRY_VOID(env.add_counted(
+        "DEVPATH", dev.m_dir && dev.m_dir->active() ? dev.m_dir->path_length() : 0));
+  }
   APEMU_TRY_VOID(env.add("SUBSYSTEM", dev.m_bus     ? std::string_view(dev.m_bus->name())
                                       : dev.m_class ? std::string_view(dev.m_class->name())
                                                     : dev.m_uevent_subsystem));
@@ -507,7 +557,7 @@ Result<void> Core::device_uevent_store(Device& dev, std::string_view text) {
 Result<void> Core::send_object_event(Action action, const std::string& devpath,
                                      const std::string& subsystem,
                                      const std::vector<std::pair<std::string, std::string>>& extra) {
-  uevent::Env env(m_profile->uevent_num_envp);
+  uevent::Env env = m_uevents.new_env(m_profile->uevent_num_envp);
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
   APEMU_TRY_VOID(env.add("DEVPATH", devpath));
   APEMU_TRY_VOID(env.add("SUBSYSTEM", subsystem));

@@ -81,7 +81,7 @@ void Core::release_driver_locked(Device& dev) {
   m_tree.remove_child(*drv->m_dir, dev.m_name);
   m_tree.remove_child(*dev.m_dir, abi::kDriver);
   notify(bus, BusEvent::UnbindDriver, dev);
-  remove_groups(*dev.m_dir, drv->ops().dev_groups);
+  remove_groups(*dev.m_dir, drv->ops().dev_groups, dev);
   if (bus.type().remove) bus.type().remove(dev);
   else if (drv->ops().remove) drv->ops().remove(dev);
   dev.m_driver = nullptr;

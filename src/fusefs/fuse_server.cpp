@@ -45,19 +45,26 @@ using kernfs::NodeType;
 namespace {
 
 /// An open attribute (fi->fh of open/create): the kernfs per-open snapshot and store channel.
+/// A `cached` handle (read-only, rendered at open) is read through the kernel's page cache;
+/// its READs serve the inode's kept text (see op_read).
 struct FileHandle {
   explicit FileHandle(kernfs::OpenFile f) : file(std::move(f)) {}
   kernfs::OpenFile file;
+  bool cached = false;
+  std::string text; ///< cached: the text rendered at open
 };
 
-/// An open directory (fi->fh of opendir). Entries are served in name order; `emitted[i]` is the
-/// name that was returned at offset i + kFirstChildOffset, so a later READDIR at that offset
-/// resumes after that *name*: entries removed in between neither shift nor skip the others
-/// (kernfs resumes by name hash for the same reason).
+/// An open directory (fi->fh of opendir). Entries are served in name order; an entry's offset
+/// is its node id + kFirstChildOffset, so a READDIR at that offset resumes after that entry's
+/// *name*: entries removed in between neither shift nor skip the others (kernfs resumes by name
+/// hash for the same reason). The offset means the same on every handle: the kernel's readdir
+/// cache (FOPEN_CACHE_DIR) may continue a listing that another open filled partly.
+/// `emitted` holds (id, name) of the entries this handle returned, to resume after an entry that
+/// is gone by now.
 struct DirHandle {
   explicit DirHandle(std::shared_ptr<Node> d) : dir(std::move(d)) {}
   std::shared_ptr<Node> dir;
-  std::vector<std::string> emitted;
+  std::vector<std::pair<NodeId, std::string>> emitted;
 };
 
 /// Operations counted by FuseServer::request_counts().
@@ -126,15 +133,31 @@ struct FuseServer::Impl {
   std::uint64_t next_fh = 1;
   std::atomic<std::size_t> handle_count{0};
 
+  /// unmount() has begun: no page may enter the kernel's cache any more (machine lock).
+  bool closing = false;
+  /// The node of the last Removed change (machine lock): an Added of it means a rename.
+  NodeId last_removed = 0;
+
   // Notifier queue: tree changes to push to the kernel as invalidations, and the replies of
-  // writes that must not be seen before those changes (a write(2) returns only after its
-  // effect is visible, as in kernel sysfs). Items are delivered in order. Lock order: machine
-  // lock -> q_mutex (items are queued under the machine lock); the notifier thread holds
-  // q_mutex only to take a batch, never while talking to the kernel.
+  // writes and opens that must not be seen before those changes (a write(2) returns only after
+  // its effect is visible, as in kernel sysfs; an open returns only after stale pages of its
+  // attribute are gone). Items are delivered in order. Lock order: machine lock -> q_mutex
+  // (items are queued under the machine lock); the notifier thread holds q_mutex only to take a
+  // batch, never while talking to the kernel.
   struct Item {
-    std::optional<Change> change;
-    fuse_req_t reply_to = nullptr; ///< a WRITE to answer once the changes before it are out
+    enum class Kind : std::uint8_t {
+      Change,     ///< `change`: a name appeared, went or moved
+      InvalInode, ///< `ino`: drop the inode's pages and attributes
+      InvalLinks, ///< every symlink inode: their texts may have changed
+      WriteReply, ///< answer WRITE `req` with `outcome`
+      OpenReply,  ///< answer OPEN `req` with `fi`
+    };
+    Kind kind;
+    Change change{};
+    NodeId ino = 0;
+    fuse_req_t req = nullptr;
     Result<std::size_t> outcome = std::size_t{0};
+    fuse_file_info fi{};
   };
   std::mutex q_mutex;
   std::condition_variable q_cv;    ///< work arrived or stop
@@ -175,7 +198,8 @@ struct FuseServer::Impl {
     return static_cast<Dir&>(*p).find(name);
   }
 
-  struct stat stat_locked(const Node& n) const {
+  /// Attributes of `n`; an attribute's size is `attr_size` (InodeTable::ref()) when given.
+  struct stat stat_locked(const Node& n, std::optional<off_t> attr_size = std::nullopt) const {
     struct stat st {};
     st.st_ino = n.id();
     st.st_uid = opt.owner_uid;
@@ -190,7 +214,9 @@ struct FuseServer::Impl {
     case NodeType::Attr:
       st.st_mode = S_IFREG | n.mode();
       st.st_nlink = 1;
-      st.st_size = static_cast<off_t>(kernfs::kPageSize); // fs/sysfs/file.c: PAGE_SIZE
+      // fs/sysfs/file.c: PAGE_SIZE; once read through the page cache, the kept text's length
+      // (a size that differs from what the kernel believes drops its pages).
+      st.st_size = attr_size ? *attr_size : inodes.attr_size(n.id());
       break;
     case NodeType::Link: {
       st.st_mode = S_IFLNK | 0777;
@@ -203,19 +229,20 @@ struct FuseServer::Impl {
     return st;
   }
 
-  fuse_entry_param entry_locked(const Node& n) const {
+  /// The entry of a node handed out with InodeTable::ref(), which gave `attr_size`.
+  fuse_entry_param entry_locked(const Node& n, off_t attr_size) const {
     fuse_entry_param e{};
     e.ino = n.id();
     e.generation = 0; // node ids are never reused
-    e.attr = stat_locked(n);
+    e.attr = stat_locked(n, attr_size);
     e.attr_timeout = opt.attr_timeout;
     e.entry_timeout = opt.entry_timeout;
     return e;
   }
 
-  std::uint64_t add_file_locked(kernfs::OpenFile f) {
+  std::uint64_t add_file_locked(std::unique_ptr<FileHandle> h) {
     const std::uint64_t fh = next_fh++;
-    files.emplace(fh, std::make_unique<FileHandle>(std::move(f)));
+    files.emplace(fh, std::move(h));
     ++handle_count;
     return fh;
   }
@@ -228,9 +255,14 @@ struct FuseServer::Impl {
   }
 
   /// sysfs open: credentials (generic_permission), then kernfs's mode and show/store check
-  /// (EACCES even for root), then a per-open snapshot handle. Fills fi for direct I/O.
+  /// (EACCES even for root), then a per-open handle, and fills fi. A read-only open (when
+  /// `may_cache`) renders the text now and is read through the page cache: the kernel keeps
+  /// its pages when they hold this very text, otherwise they are dropped by an InvalInode item
+  /// that goes out before the open's reply (reply_open_after_changes). Everything else, and a
+  /// render that fails (its errno then comes from read(2), as in sysfs), is direct I/O: every
+  /// read(2)/write(2) reaches show()/store().
   Result<void> open_locked(const std::shared_ptr<Node>& n, const fuse_ctx& ctx,
-                           fuse_file_info& fi) {
+                           fuse_file_info& fi, bool may_cache) {
     const int acc = fi.flags & O_ACCMODE;
     const bool rd = acc == O_RDONLY || acc == O_RDWR;
     const bool wr = acc == O_WRONLY || acc == O_RDWR;
@@ -239,22 +271,79 @@ struct FuseServer::Impl {
     // O_CREAT/O_EXCL never reach open; O_TRUNC (atomic_o_trunc) is accepted and ignored: an
     // attribute has no stored content to truncate, as in sysfs.
     APEMU_TRY(kernfs::OpenFile f, kernfs::OpenFile::open(n, rd, wr));
-    fi.fh = add_file_locked(std::move(f));
-    fi.direct_io = 1;   // every read(2)/write(2) must reach show()/store()
-    fi.keep_cache = 0;  // no page cache for attribute text
-    fi.nonseekable = 0; // pread at offset 0 re-renders, as in sysfs
+    auto h = std::make_unique<FileHandle>(std::move(f));
+    fi.direct_io = 1;
+    fi.keep_cache = 0;
+    fi.nonseekable = 0; // pread at offset 0 re-renders (direct I/O), as in sysfs
     fi.noflush = 1;     // close(2) has nothing to flush
+    if (may_cache && opt.page_cache && !wr && !closing) {
+      auto text = kernfs::read_attr(*h->file.attr());
+      if (text) {
+        const InodeTable::Kept kept = inodes.keep_text(n->id(), *text);
+        if (kept == InodeTable::Kept::Changed) {
+          // The kernel may hold the old text (and its length as i_size): drop both before
+          // this open returns, and before any open that renders the same new text.
+          Item inval{Item::Kind::InvalInode};
+          inval.ino = n->id();
+          enqueue(std::move(inval));
+        }
+        h->cached = true;
+        h->text = std::move(*text);
+        fi.direct_io = 0;
+        fi.keep_cache = kept == InodeTable::Kept::Same;
+      }
+    }
+    fi.fh = add_file_locked(std::move(h));
     return {};
   }
 
   // ---- invalidation ------------------------------------------------------------------------------
 
+  /// Queues one item for the notifier. Locking: machine lock held (so items keep the order of
+  /// the model's changes).
+  void enqueue(Item item) {
+    std::lock_guard g(q_mutex);
+    enqueue_q(std::move(item));
+  }
+  void enqueue_q(Item item) { // q_mutex held
+    queue.push_back(std::move(item));
+    ++enqueued;
+    q_cv.notify_one();
+  }
+
   /// The tree's change listener: runs under the machine lock, so it only queues.
   void on_change(const Change& c) {
     std::lock_guard g(q_mutex);
-    queue.push_back(Item{c});
-    ++enqueued;
-    q_cv.notify_one();
+    Item item{Item::Kind::Change};
+    item.change = c;
+    enqueue_q(std::move(item));
+    if (c.kind == Change::Kind::Removed) {
+      // A removed directory takes its subtree with it, and files and directories opened before
+      // keep their inodes (with pages and listings) in the kernel: drop those so that reads
+      // reach op_read (ENODEV) and listings come out empty, as in sysfs. The tree is still
+      // linked at this point (the listener runs before deactivation).
+      auto below = [&](const Node* n) {
+        for (; n; n = n->parent())
+          if (n->id() == c.node) return true;
+        return false;
+      };
+      auto inval = [&](NodeId id) {
+        Item item{Item::Kind::InvalInode};
+        item.ino = id;
+        enqueue_q(std::move(item));
+      };
+      for (const auto& [fh, h] : files)
+        if (h->cached && below(h->file.attr().get())) inval(h->file.attr()->id());
+      if (opt.page_cache)
+        for (const auto& [fh, h] : dirs)
+          if (below(h->dir.get())) inval(h->dir->id());
+      last_removed = c.node;
+    } else if (c.kind == Change::Kind::Added && c.node == last_removed) {
+      // The node was renamed or moved (Tree::rename/move report it so). Relative link texts
+      // through it changed, and the kernel caches them (FUSE_CAP_CACHE_SYMLINKS) with their
+      // size.
+      enqueue_q(Item{Item::Kind::InvalLinks});
+    }
   }
 
   /// The commit point of a successful store (Options::after_store). Locking: machine lock.
@@ -279,13 +368,28 @@ struct FuseServer::Impl {
       // Not queue.empty(): the notifier may have taken the store's changes into its batch and
       // still be delivering them, with the queue already empty.
       if (delivered != enqueued && !stop) {
-        queue.push_back(Item{std::nullopt, req, std::move(outcome)});
-        ++enqueued;
-        q_cv.notify_one();
+        Item item{Item::Kind::WriteReply};
+        item.req = req;
+        item.outcome = std::move(outcome);
+        enqueue_q(std::move(item));
         return;
       }
     }
     send_write_reply(req, outcome);
+  }
+
+  /// Queues the reply of an OPEN behind the items queued before it (its own page invalidation,
+  /// or another open's for the same inode) and returns true; false when nothing is pending and
+  /// the caller answers itself. Locking: machine lock held.
+  bool reply_open_after_changes(fuse_req_t req, const fuse_file_info& fi) {
+    std::lock_guard g(q_mutex);
+    // As for writes: an invalidation taken into the notifier's batch is not delivered yet.
+    if (delivered == enqueued || stop) return false;
+    Item item{Item::Kind::OpenReply};
+    item.req = req;
+    item.fi = fi;
+    enqueue_q(std::move(item));
+    return true;
   }
 
   void notifier_main() {
@@ -296,10 +400,40 @@ struct FuseServer::Impl {
       std::vector<Item> batch;
       batch.swap(queue);
       lk.unlock();
+      bool links_done = false; // one pass over the links serves the whole batch
+      std::vector<NodeId> listings;
       for (const Item& item : batch) {
-        if (item.change) deliver(*item.change);
-        else send_write_reply(item.reply_to, item.outcome);
+        // A reply goes out only after every listing that changed before it was dropped.
+        if (item.kind == Item::Kind::WriteReply || item.kind == Item::Kind::OpenReply)
+          flush_listings(listings);
+        switch (item.kind) {
+        case Item::Kind::Change:
+          deliver(item.change, listings);
+          break;
+        case Item::Kind::InvalInode:
+          // Waits for pages under READ; those READs are answered by the session workers.
+          (void)fuse_lowlevel_notify_inval_inode(se, item.ino, 0, 0);
+          // The kernel holds nothing of the old text now (a GETATTR answered before is
+          // discarded: the invalidation bumped the inode's attribute version).
+          inodes.announce(item.ino);
+          break;
+        case Item::Kind::InvalLinks:
+          if (!links_done)
+            for (NodeId id : inodes.links()) (void)fuse_lowlevel_notify_inval_inode(se, id, 0, 0);
+          links_done = true;
+          break;
+        case Item::Kind::WriteReply:
+          send_write_reply(item.req, item.outcome);
+          break;
+        case Item::Kind::OpenReply:
+          if (fuse_reply_open(item.req, &item.fi) != 0) { // the opener is gone
+            auto g = tree.lock();
+            drop_file_locked(item.fi.fh);
+          }
+          break;
+        }
       }
+      flush_listings(listings);
       const std::size_t n = batch.size();
       batch = {}; // freed without q_mutex: no allocator call under a lock the handlers take
       lk.lock();
@@ -311,18 +445,30 @@ struct FuseServer::Impl {
   /// Pushes one change to the kernel. No lock is held: fuse_lowlevel_notify_inval_entry takes
   /// the parent directory's inode lock and may wait for a LOOKUP in that directory, which one of
   /// our handlers answers after taking the model lock.
-  void deliver(const Change& c) {
+  /// `listings` collects the directories whose cached listing must go (see flush_listings).
+  void deliver(const Change& c, std::vector<NodeId>& listings) {
     // The kernel can only have cached parent/name if it holds the parent inode; skipping the
     // others avoids a syscall per attribute while a new device directory is being filled.
     if (c.parent == FUSE_ROOT_ID || inodes.contains(c.parent)) {
       // Errors are expected and harmless: ENOENT when nothing was cached.
       (void)fuse_lowlevel_notify_inval_entry(se, c.parent, c.name.data(), c.name.size());
+      if (opt.page_cache && (listings.empty() || listings.back() != c.parent))
+        listings.push_back(c.parent);
     }
     if (c.kind != Change::Kind::Added && inodes.contains(c.node)) {
-      // The node itself went away or changed its name: drop its cached attributes (and data,
-      // although direct I/O keeps none).
+      // The node itself went away or changed its name: drop its cached attributes, pages and
+      // listing.
       (void)fuse_lowlevel_notify_inval_inode(se, c.node, 0, 0);
     }
+  }
+
+  /// Drops the kernel's cached listing (FOPEN_CACHE_DIR pages) of each directory in
+  /// `listings`, once per directory however many of its entries changed in a batch.
+  void flush_listings(std::vector<NodeId>& listings) {
+    std::sort(listings.begin(), listings.end());
+    listings.erase(std::unique(listings.begin(), listings.end()), listings.end());
+    for (NodeId d : listings) (void)fuse_lowlevel_notify_inval_inode(se, d, 0, 0);
+    listings.clear();
   }
 
   void flush_invalidations() {
@@ -394,16 +540,22 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   auto& s = *static_cast<Impl*>(userdata);
   // `echo x > attr` opens with O_TRUNC: take it in OPEN instead of a separate SETATTR(size=0).
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-  // Attribute text must never come from a cache.
+  // Writes must reach store() one by one.
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  // Link targets change when their target moves; do not cache them.
-  conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
+  // Cached pages are dropped exactly when a text changes (op_open); mtimes say nothing.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // A size that differs from the kernel's must drop its pages (it means another text).
+  conn->want &= ~FUSE_CAP_EXPLICIT_INVAL_DATA;
+  // Link texts change only when a node is renamed or moved, which invalidates them.
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  else conn->want &= ~FUSE_CAP_CACHE_SYMLINKS;
   if (s.opt.readdirplus && (conn->capable & FUSE_CAP_READDIRPLUS)) {
     conn->want |= FUSE_CAP_READDIRPLUS;
-    conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; // always plus: a walk needs every entry's attrs
+    if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO) conn->want |= FUSE_CAP_READDIRPLUS_AUTO;
   } else {
     conn->want &= ~(FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   }
+  if (s.opt.max_read) conn->max_read = s.opt.max_read;
 }
 
 // ---- names -------------------------------------------------------------------------------------------
@@ -417,8 +569,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
       if (!found) return r.error(found.error());
       auto child = std::move(*found);
       if (!child) return r.error(ENOENT); // not cached (no negative entry timeout)
-      e = s.entry_locked(*child);
-      s.inodes.ref(child);
+      e = s.entry_locked(*child, s.inodes.ref(child));
     }
     const int rc = r.entry(e);
     if (rc != 0) s.inodes.forget(e.ino, 1); // the kernel never saw this reference
@@ -440,13 +591,22 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   });
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   serve("getattr", req, [&](Reply& r, Impl& s) {
     struct stat st;
     {
       auto lk = s.tree.lock();
-      auto n = s.node_locked(ino);
-      if (!n) return r.error(ENOENT);
+      // A removed node that is still alive (an open file or directory holds it) keeps its
+      // attributes, as a kernfs inode does: fstat(2) works, and the size check before a read
+      // on such an fd does not turn the read's ENODEV into ENOENT. The handle answers when
+      // the inode table has let go of the node already.
+      std::shared_ptr<Node> n =
+          ino == FUSE_ROOT_ID ? std::static_pointer_cast<Node>(s.tree.root()) : s.inodes.get(ino);
+      if (!n) {
+        FileHandle* h = fi ? s.file_locked(fi->fh) : nullptr;
+        if (!h) return r.error(ENOENT);
+        n = h->file.attr();
+      }
       st = s.stat_locked(*n);
     }
     return r.attr(st, s.opt.attr_timeout);
@@ -524,8 +684,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       auto lk = s.tree.lock();
       auto n = s.node_locked(ino);
       if (!n) return r.error(ENOENT);
-      auto res = s.open_locked(n, r.ctx(), *fi);
+      auto res = s.open_locked(n, r.ctx(), *fi, true);
       if (!res) return r.error(res.error()); // EACCES/ELOOP/... exactly as kernfs says
+      if (s.reply_open_after_changes(req, *fi)) {
+        r.detach(); // the notifier answers (and drops the handle if the opener is gone)
+        return 0;
+      }
     }
     const int rc = r.open(*fi);
     if (rc != 0) { // interrupted: the kernel will never release this handle
@@ -549,10 +713,10 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse
       // The name appeared after the kernel's negative lookup: behave like an open of it.
       if (fi->flags & O_EXCL) return r.error(EEXIST);
       if (child->type() == NodeType::Link) return r.error(EACCES);
-      auto res = s.open_locked(child, r.ctx(), *fi);
+      // Direct I/O: the reply cannot wait behind the notifier, and O_CREAT is for writers.
+      auto res = s.open_locked(child, r.ctx(), *fi, false);
       if (!res) return r.error(res.error());
-      e = s.entry_locked(*child);
-      s.inodes.ref(child);
+      e = s.entry_locked(*child, s.inodes.ref(child));
     }
     const int rc = r.create(e, *fi);
     if (rc != 0) {
@@ -564,16 +728,31 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse
   });
 }
 
-void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   serve("read", req, [&](Reply& r, Impl& s) {
     std::string data;
     {
       auto lk = s.tree.lock();
       FileHandle* h = s.file_locked(fi->fh);
       if (!h) return r.error(EBADF);
-      auto res = h->file.read(static_cast<std::size_t>(off < 0 ? 0 : off), size);
-      if (!res) return r.error(res.error()); // show()'s errno (ENODEV once removed)
-      data = std::move(*res);
+      const auto at = static_cast<std::size_t>(off < 0 ? 0 : off);
+      if (h->cached) {
+        // A page the kernel will keep: it must hold the inode's served text (the latest
+        // rendered once the kernel was told of it, InodeTable::kept_text), whichever open's
+        // request this is: a later open that found its text equal to the kept one must not
+        // read another, and the text must match the size the kernel has. None once unmount
+        // has begun: after it, reads of open files must fail (ENOTCONN), not come from the
+        // cache.
+        if (s.closing) return r.error(ENOTCONN);
+        if (!h->file.attr()->active()) return r.error(ENODEV);
+        std::optional<std::string> kept = s.inodes.kept_text(ino);
+        const std::string& text = kept ? *kept : h->text;
+        if (at < text.size()) data = text.substr(at, size);
+      } else {
+        auto res = h->file.read(at, size);
+        if (!res) return r.error(res.error()); // show()'s errno (ENODEV once removed)
+        data = std::move(*res);
+      }
     }
     return r.buf(data.data(), data.size());
   });
@@ -665,9 +844,11 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       s.dirs.emplace(fh, std::make_unique<DirHandle>(std::move(n)));
       ++s.handle_count;
       fi->fh = fh;
+      // The kernel may cache listings: every change of a directory the kernel holds drops its
+      // cached listing (deliver()) before a write that caused it returns.
+      fi->cache_readdir = s.opt.page_cache && !s.closing;
+      fi->keep_cache = fi->cache_readdir;
     }
-    fi->cache_readdir = 0; // listings change behind the kernel's back
-    fi->keep_cache = 0;
     const int rc = r.open(*fi);
     if (rc != 0) {
       auto lk = s.tree.lock();
@@ -686,27 +867,33 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       auto lk = s.tree.lock();
       auto it = s.dirs.find(fi->fh);
       if (it == s.dirs.end()) return r.error(EBADF);
+      // Nothing more may enter the readdir cache once unmount has begun (see op_read).
+      if (s.closing && s.opt.page_cache) return r.error(ENOTCONN);
       DirHandle& h = *it->second;
       const Node& dnode = *h.dir;
       const auto& dir = static_cast<const Dir&>(dnode);
 
-      // Appends one entry; false when the reply buffer is full.
+      // Appends one entry; false when the reply buffer is full. A real entry of a
+      // readdirplus reply hands its inode out: `child` is referenced (and released again when
+      // it does not fit).
       auto add = [&](const char* name, const Node& n, const struct stat& st, off_t next,
-                     bool real) {
+                     const std::shared_ptr<Node>* child) {
         std::size_t need;
         if (plus) {
           fuse_entry_param e{};
-          if (real) {
-            e = s.entry_locked(n);
+          if (child) {
+            e = s.entry_locked(n, s.inodes.ref(*child));
           } else {
             e.attr = st; // "." and "..": ino 0 tells the kernel not to instantiate them
           }
           need = fuse_add_direntry_plus(r.req(), buf.data() + used, size - used, name, &e, next);
+          if (child && need > size - used) s.inodes.forget(n.id(), 1);
         } else {
           need = fuse_add_direntry(r.req(), buf.data() + used, size - used, name, &st, next);
         }
         if (need > size - used) return false;
         used += need;
+        if (plus && child) counted.push_back(n.id());
         return true;
       };
       auto dot_stat = [](const Node& n) {
@@ -717,11 +904,12 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       };
 
       if (off < kDotOffset) {
-        if (!add(".", dnode, dot_stat(dnode), kDotOffset, false)) return r.buf(buf.data(), used);
+        if (!add(".", dnode, dot_stat(dnode), kDotOffset, nullptr)) return r.buf(buf.data(), used);
       }
       if (off < kDotDotOffset) {
         const Node& up = dnode.parent() ? *dnode.parent() : dnode; // the root is its own ".."
-        if (!add("..", up, dot_stat(up), kDotDotOffset, false)) return r.buf(buf.data(), used);
+        if (!add("..", up, dot_stat(up), kDotDotOffset, nullptr))
+          return r.buf(buf.data(), used);
       }
 
       const auto& children = dir.children(); // empty once the directory was removed
@@ -729,12 +917,21 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       if (off < kFirstChildOffset) {
         h.emitted.clear();
       } else {
-        const auto k = static_cast<std::size_t>(off - kFirstChildOffset);
-        if (k >= h.emitted.size()) return r.buf(buf.data(), used); // unknown offset: end
-        // Resume after the name last consumed at `off`, wherever it is now.
-        const std::string last = h.emitted[k];
-        h.emitted.resize(k + 1);
-        start = std::upper_bound(children.begin(), children.end(), last,
+        // Resume after the name of the entry returned at `off`, wherever it is now: this
+        // handle's own entries first (from the end: the kernel continues near its last
+        // reply), then the directory (an offset another open handed to the readdir cache).
+        const auto id = static_cast<NodeId>(off - kFirstChildOffset);
+        std::optional<std::string> last;
+        for (auto e = h.emitted.rbegin(); e != h.emitted.rend() && !last; ++e)
+          if (e->first == id) last = e->second;
+        if (!last)
+          for (const auto& c : children)
+            if (c->id() == id) {
+              last = c->name();
+              break;
+            }
+        if (!last) return r.buf(buf.data(), used); // an entry gone before we saw it: end
+        start = std::upper_bound(children.begin(), children.end(), *last,
                                  [](const std::string& key, const std::shared_ptr<Node>& c) {
                                    return key < c->name();
                                  });
@@ -746,13 +943,9 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
         st.st_mode = child.type() == NodeType::Dir    ? S_IFDIR
                      : child.type() == NodeType::Attr ? S_IFREG
                                                       : S_IFLNK;
-        const off_t next = kFirstChildOffset + static_cast<off_t>(h.emitted.size());
-        if (!add(child.name().c_str(), child, st, next, true)) break;
-        h.emitted.push_back(child.name());
-        if (plus) {
-          s.inodes.ref(*c);
-          counted.push_back(child.id());
-        }
+        const off_t next = kFirstChildOffset + static_cast<off_t>(child.id());
+        if (!add(child.name().c_str(), child, st, next, &*c)) break;
+        h.emitted.emplace_back(child.id(), child.name());
       }
     }
     const int rc = r.buf(buf.data(), used);
@@ -846,10 +1039,24 @@ void FuseServer::Impl::unmount() {
   if (!mounted.exchange(false)) return;
 
   // 1. No more changes get queued; writers blocked in a store give up (EINTR), their replies
-  //    go out with the last invalidations.
+  //    go out with the last invalidations. No page enters the kernel's cache any more
+  //    (`closing`), and the pages of open files are dropped (in step 2, while the loop still
+  //    answers the READs that hold pages locked): once the connection is gone, reads of
+  //    those files must fail with ENOTCONN instead of being served from the cache.
   {
     auto lk = tree.lock();
     tree.set_change_listener({});
+    closing = true;
+    std::vector<NodeId> open_inodes;
+    for (const auto& [fh, h] : files)
+      if (h->cached) open_inodes.push_back(h->file.attr()->id());
+    if (opt.page_cache)
+      for (const auto& [fh, h] : dirs) open_inodes.push_back(h->dir->id());
+    for (NodeId id : open_inodes) {
+      Item inval{Item::Kind::InvalInode};
+      inval.ino = id;
+      enqueue(std::move(inval));
+    }
     // A write whose handler has not registered its interrupt callback yet is answered by that
     // handler (the session loop is joined only in step 3).
     std::vector<std::shared_ptr<Completion>> pending;
@@ -954,6 +1161,8 @@ Result<std::unique_ptr<FuseServer>> FuseServer::mount(kernfs::Tree& tree,
 
   std::string mount_opts = "fsname=" + opt.fsname + ",subtype=" + opt.subtype;
   if (opt.allow_other) mount_opts += ",allow_other";
+  // Also set in op_init (conn->max_read): libfuse 3.14 wants both.
+  if (opt.max_read) mount_opts += ",max_read=" + std::to_string(opt.max_read);
   std::vector<std::string> argv_s = {"apemu-fusefs", "-o", mount_opts};
   if (opt.debug) argv_s.emplace_back("-d");
   std::vector<char*> argv;

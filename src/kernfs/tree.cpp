@@ -2,6 +2,9 @@
 #include "apemu/kernfs/tree.h"
 
 #include <algorithm>
+#include <bit>
+#include <map>
+#include <mutex>
 #include <vector>
 
 #include "apemu/base/assert.h"
@@ -10,6 +13,13 @@
 namespace apemu::kernfs {
 
 // ---- Node -------------------------------------------------------------------------------------
+
+std::size_t Node::path_length() const {
+  if (!m_parent) return m_id == kRootId ? 1 : 1 + m_name.size();
+  std::size_t n = 0;
+  for (const Node* p = this; p && p->m_parent; p = p->m_parent) n += 1 + p->m_name.size();
+  return n == 0 ? 1 : n;
+}
 
 std::string Node::path() const {
   if (!m_parent) return m_id == kRootId ? "/" : "/" + m_name;
@@ -60,10 +70,148 @@ void Dir::erase_at(std::size_t i) {
 }
 
 std::shared_ptr<Node> Dir::find(std::string_view name) const {
-  const std::size_t i = lower_bound(name);
+  std::size_t i = lower_bound(name);
   if (i < m_children.size() && m_children[i]->name() == name) return m_children[i];
-  return nullptr;
+  if (m_lazy.empty() || !lazy_has(name)) return nullptr;
+  materialize();
+  i = lower_bound(name);
+  return m_children[i];
 }
+
+bool Dir::has_child(std::string_view name) const {
+  const std::size_t i = lower_bound(name);
+  if (i < m_children.size() && m_children[i]->name() == name) return true;
+  return lazy_has(name);
+}
+
+std::size_t Dir::lazy_count() const {
+  std::size_t n = 0;
+  for (const LazyAttrs& l : m_lazy) n += static_cast<std::size_t>(std::popcount(l.visible));
+  return n;
+}
+
+/// A bit of AttrTable::bloom for a name: its first byte and length, which already tell most
+/// names of a directory apart.
+static std::uint64_t name_bloom(std::string_view name) {
+  const unsigned first = name.empty() ? 0u : static_cast<unsigned char>(name[0]);
+  return std::uint64_t{1} << ((first * 7u + static_cast<unsigned>(name.size())) & 63u);
+}
+
+/// The row of `table` named `name`, or -1.
+static long table_row(const AttrTable& table, std::string_view name) {
+  if (!(table.bloom & name_bloom(name))) return -1;
+  auto it = std::lower_bound(table.sorted_names.begin(), table.sorted_names.end(), name,
+                             [](const auto& e, std::string_view n) { return e.first < n; });
+  if (it == table.sorted_names.end() || it->first != name) return -1;
+  return static_cast<long>(it->second);
+}
+
+bool Dir::lazy_has(std::string_view name) const {
+  for (const LazyAttrs& l : m_lazy) {
+    const long row = table_row(*l.table, name);
+    if (row >= 0 && (l.visible >> row) & 1) return true;
+  }
+  return false;
+}
+
+void Dir::materialize() const {
+  // The nodes are created in row order with the ids reserved by add_lazy_attrs, then merged
+  // into the sorted children; nothing is reported to the change listener (they were reported
+  // as added when they were reserved).
+  std::vector<std::shared_ptr<Node>> made;
+  for (const LazyAttrs& l : m_lazy) {
+    const AttrTable& t = *l.table;
+    NodeId id = l.first_id;
+    for (std::size_t i = 0; i < t.count; ++i) {
+      if (!((l.visible >> i) & 1)) continue;
+      auto a = std::allocate_shared<Attr>(detail::SlabAllocator<Attr>{}, id++,
+                                          std::string(t.type->name(t.rows, i)),
+                                          t.type->mode(t.rows, i), &t.type->ops(t.rows, i),
+                                          l.ctx, nullptr);
+      a->m_parent = const_cast<Dir*>(this);
+      made.push_back(std::move(a));
+    }
+  }
+  m_lazy.clear();
+  m_lazy.shrink_to_fit();
+  std::sort(made.begin(), made.end(),
+            [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  std::vector<std::shared_ptr<Node>> merged;
+  merged.reserve(m_children.size() + made.size());
+  std::merge(std::make_move_iterator(m_children.begin()),
+             std::make_move_iterator(m_children.end()), std::make_move_iterator(made.begin()),
+             std::make_move_iterator(made.end()), std::back_inserter(merged),
+             [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  m_children = std::move(merged);
+  m_keys.clear();
+  m_keys.reserve(m_children.size());
+  for (const auto& c : m_children) m_keys.push_back(name_key(c->name()));
+}
+
+// ---- interned attribute tables (lazy attributes) ---------------------------------------------
+
+namespace {
+
+/// Every table ever used lazily, and which pairs of tables share no name. Process-wide: the
+/// tables are static data shared by all machines; the mutex is a leaf lock.
+struct TableRegistry {
+  std::mutex mutex;
+  std::map<std::pair<const void*, std::size_t>, std::unique_ptr<AttrTable>> tables;
+  std::map<std::pair<const AttrTable*, const AttrTable*>, bool> disjoint;
+};
+
+TableRegistry& registry() {
+  static auto* r = new TableRegistry; // never destroyed: machines may outlive static teardown
+  return *r;
+}
+
+const AttrTable& intern_table(const AttrRowType& type, const void* rows, std::size_t count) {
+  TableRegistry& reg = registry();
+  std::lock_guard g(reg.mutex);
+  auto& slot = reg.tables[{rows, count}];
+  if (!slot) {
+    auto t = std::make_unique<AttrTable>();
+    t->type = &type;
+    t->rows = rows;
+    t->count = count;
+    t->bloom = 0;
+    t->rows_first_name = count ? type.name(rows, 0).data() : nullptr;
+    for (std::size_t i = 0; i < count; ++i) {
+      t->sorted_names.emplace_back(type.name(rows, i), static_cast<std::uint32_t>(i));
+      t->bloom |= name_bloom(type.name(rows, i));
+    }
+    std::sort(t->sorted_names.begin(), t->sorted_names.end());
+    t->unique_names = std::adjacent_find(t->sorted_names.begin(), t->sorted_names.end(),
+                                         [](const auto& a, const auto& b) {
+                                           return a.first == b.first;
+                                         }) == t->sorted_names.end();
+    slot = std::move(t);
+  }
+  // Tables are static: an address seen before holds the same rows (see cached_table).
+  APEMU_ASSERT(count == 0 || type.name(rows, 0).data() == slot->rows_first_name);
+  return *slot;
+}
+
+/// True when no name occurs in both tables (whatever their visible rows).
+bool tables_disjoint(const AttrTable& a, const AttrTable& b) {
+  TableRegistry& reg = registry();
+  std::lock_guard g(reg.mutex);
+  auto [it, fresh] = reg.disjoint.try_emplace({&a, &b}, true);
+  if (fresh) {
+    auto i = a.sorted_names.begin(), j = b.sorted_names.begin();
+    while (i != a.sorted_names.end() && j != b.sorted_names.end()) {
+      if (i->first == j->first) {
+        it->second = false;
+        break;
+      }
+      if (i->first < j->first) ++i;
+      else ++j;
+    }
+  }
+  return it->second;
+}
+
+} // namespace
 
 Result<std::string> Attr::show() const {
   if (!active()) return Error(ENODEV);
@@ -126,7 +274,8 @@ Result<std::size_t> Tree::check_new_child(Dir& parent, const std::string& name) 
     return Error(EINVAL, "invalid node name '" + name + "'");
   if (!parent.active()) return Error(ENOENT);
   const std::size_t i = parent.lower_bound(name);
-  if (i < parent.m_children.size() && parent.m_children[i]->name() == name)
+  if ((i < parent.m_children.size() && parent.m_children[i]->name() == name) ||
+      parent.lazy_has(name))
     return Error(EEXIST, "duplicate name " + parent.path() + "/" + name);
   return i;
 }
@@ -165,6 +314,99 @@ Result<std::shared_ptr<Attr>> Tree::create_attr(Dir& parent, std::string name, m
   return a;
 }
 
+bool Tree::add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows,
+                          std::size_t count, std::uint64_t visible, void* ctx) {
+  m_lock->assert_held();
+  if (!m_lazy_attrs || count > 64 || !parent.active()) return false;
+  if (count < 64) visible &= (std::uint64_t{1} << count) - 1;
+  const AttrTable& table = cached_table(type, rows, count);
+  if (!table.unique_names) return false;
+  for (const LazyAttrs& l : parent.m_lazy) {
+    if (l.table == &table) return false; // the same table twice: every name clashes
+    if (cached_disjoint(*l.table, table)) continue;
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!((visible >> i) & 1)) continue;
+      const long row = table_row(*l.table, type.name(rows, i));
+      if (row >= 0 && (l.visible >> row) & 1) return false;
+    }
+  }
+  // Against the created children: from whichever side is smaller (a new device directory has
+  // a link or two when its groups arrive).
+  if (parent.m_children.size() < count) {
+    for (const auto& c : parent.m_children) {
+      const long row = table_row(table, c->name());
+      if (row >= 0 && (visible >> row) & 1) return false;
+    }
+  } else {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!((visible >> i) & 1)) continue;
+      const std::string_view name = type.name(rows, i);
+      const std::size_t at = parent.lower_bound(name);
+      if (at < parent.m_children.size() && parent.m_children[at]->name() == name) return false;
+    }
+  }
+  const auto n = static_cast<std::size_t>(std::popcount(visible));
+  if (n == 0) return true;
+  const NodeId first = m_next_id;
+  m_next_id += n;
+  m_node_count += n;
+  // A device directory collects half a dozen tables (uevent, its groups, online, the bus's,
+  // driver_override, the driver's): one allocation instead of four.
+  if (parent.m_lazy.empty()) parent.m_lazy.reserve(4);
+  parent.m_lazy.push_back(LazyAttrs{&table, ctx, first, visible});
+  if (m_listener) {
+    NodeId id = first;
+    for (std::size_t i = 0; i < count; ++i)
+      if ((visible >> i) & 1)
+        notify(Change::Kind::Added, parent, std::string(type.name(rows, i)), id++);
+  }
+  return true;
+}
+
+// A machine uses a few dozen tables, each for thousands of directories: the process-wide
+// registry (and its mutex) is asked once per table and pair, then this tree's own small caches
+// answer (model lock held).
+const AttrTable& Tree::cached_table(const AttrRowType& type, const void* rows, std::size_t count) {
+  for (const auto& [key, n, table] : m_tables) {
+    if (key != rows || n != count) continue;
+    // Tables are static (core/attribute.h), so an address always holds the same rows: a table
+    // that was freed and replaced would get the old names here.
+    APEMU_ASSERT(count == 0 || type.name(rows, 0).data() == table->rows_first_name);
+    return *table;
+  }
+  const AttrTable& t = intern_table(type, rows, count);
+  m_tables.emplace_back(rows, count, &t);
+  return t;
+}
+
+bool Tree::cached_disjoint(const AttrTable& a, const AttrTable& b) {
+  for (const auto& [x, y, disjoint] : m_disjoint)
+    if (x == &a && y == &b) return disjoint;
+  const bool d = tables_disjoint(a, b);
+  m_disjoint.emplace_back(&a, &b, d);
+  return d;
+}
+
+bool Tree::remove_lazy_attrs(Dir& parent, const void* rows, void* ctx) {
+  m_lock->assert_held();
+  for (auto it = parent.m_lazy.begin(); it != parent.m_lazy.end(); ++it) {
+    if (it->table->rows != rows || it->ctx != ctx) continue;
+    const LazyAttrs l = *it;
+    parent.m_lazy.erase(it);
+    m_node_count -= static_cast<std::size_t>(std::popcount(l.visible));
+    if (m_listener) {
+      // Never created, so never handed out; reported for symmetry with the addition.
+      NodeId id = l.first_id;
+      for (std::size_t i = 0; i < l.table->count; ++i)
+        if ((l.visible >> i) & 1)
+          notify(Change::Kind::Removed, parent,
+                 std::string(l.table->type->name(l.table->rows, i)), id++);
+    }
+    return true;
+  }
+  return false;
+}
+
 Result<std::shared_ptr<Link>> Tree::create_link(Dir& parent, std::string name,
                                                 const std::shared_ptr<Node>& target) {
   APEMU_ASSERT(target);
@@ -179,6 +421,11 @@ void Tree::deactivate(Node& node) {
   --m_node_count;
   if (node.type() == NodeType::Dir) {
     auto& dir = static_cast<Dir&>(node);
+    // Lazy rows were never created, so nobody can hold them: they just stop counting.
+    for (const LazyAttrs& l : dir.m_lazy)
+      m_node_count -= static_cast<std::size_t>(std::popcount(l.visible));
+    dir.m_lazy.clear();
+    dir.m_lazy.shrink_to_fit();
     for (auto& c : dir.m_children) {
       deactivate(*c);
       c->m_parent = nullptr;

@@ -83,6 +83,18 @@ Result<std::string> UdevDatabase::path_for(std::string_view subsystem, std::stri
 
 Result<void> UdevDatabase::write_locked(const std::string& path, const Properties& properties,
                                         std::uint64_t usec_initialized) {
+  APEMU_TRY(std::string tmp, write_temp_locked(path, properties, usec_initialized));
+  if (rename(tmp.c_str(), path.c_str()) < 0) {
+    const int err = errno;
+    unlink(tmp.c_str());
+    return Error(err, "rename " + tmp);
+  }
+  return {};
+}
+
+Result<std::string> UdevDatabase::write_temp_locked(const std::string& path,
+                                                    const Properties& properties,
+                                                    std::uint64_t usec_initialized) {
   std::string text;
   if (usec_initialized != 0) text += "I:" + std::to_string(usec_initialized) + "\n";
   for (const auto& [key, value] : properties) {
@@ -96,7 +108,7 @@ Result<void> UdevDatabase::write_locked(const std::string& path, const Propertie
   std::string tmp = path.substr(0, slash + 1) + ".#" + path.substr(slash + 1) + "XXXXXX";
   const int fd = mkostemp(tmp.data(), O_CLOEXEC);
   if (fd < 0) return Error(errno, "mkostemp " + tmp);
-  auto fail = [&](Error e) -> Result<void> {
+  auto fail = [&](Error e) -> Error {
     close(fd);
     unlink(tmp.c_str());
     return e;
@@ -108,12 +120,7 @@ Result<void> UdevDatabase::write_locked(const std::string& path, const Propertie
     unlink(tmp.c_str());
     return Error(err, "close " + tmp);
   }
-  if (rename(tmp.c_str(), path.c_str()) < 0) {
-    const int err = errno;
-    unlink(tmp.c_str());
-    return Error(err, "rename " + tmp);
-  }
-  return {};
+  return tmp;
 }
 
 Result<std::uint64_t> UdevDatabase::read_usec_locked(const std::string& path) const {
@@ -144,6 +151,50 @@ Result<void> UdevDatabase::add(std::string_view subsystem, std::string_view sysn
   APEMU_TRY(auto path, path_for(subsystem, sysname, driver_subsystem));
   std::lock_guard lock(m_mutex);
   return write_locked(path, properties, usec_initialized);
+}
+
+Result<void> UdevDatabase::add_coldplug(const std::vector<DeviceName>& devices,
+                                        std::uint64_t usec_initialized) {
+  if (devices.empty()) return {};
+  std::lock_guard lock(m_mutex);
+  // One file, then a link per device. The temporary name (".#coldplugXXXXXX" in data/) keeps
+  // the shared inode reachable until every link exists; it goes at the end either way.
+  APEMU_TRY(std::string shared, write_temp_locked(data_path("coldplug"), {}, usec_initialized));
+  Result<void> out;
+  auto failed = [&](Error e) {
+    if (out) out = std::move(e);
+  };
+  // Names relative to the data directory: no path walk per link.
+  const std::string data = m_root + "/data";
+  const int dfd = open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    const int err = errno;
+    unlink(shared.c_str());
+    return Error(err, "open " + data);
+  }
+  const std::string shared_name = shared.substr(shared.rfind('/') + 1);
+  const std::string again = shared_name + ".1";
+  for (const auto& [subsystem, sysname] : devices) {
+    auto id = device_id(subsystem, sysname, {});
+    if (!id) {
+      failed(std::move(id.error()));
+      continue;
+    }
+    if (linkat(dfd, shared_name.c_str(), dfd, id->c_str(), 0) == 0) continue;
+    if (errno != EEXIST) {
+      failed(Error(errno, "link " + data_path(*id)));
+      continue;
+    }
+    // An entry from an earlier daemon: replace it as atomically as add() would.
+    if (linkat(dfd, shared_name.c_str(), dfd, again.c_str(), 0) < 0 ||
+        renameat(dfd, again.c_str(), dfd, id->c_str()) < 0) {
+      failed(Error(errno, "link " + data_path(*id)));
+      unlinkat(dfd, again.c_str(), 0);
+    }
+  }
+  unlinkat(dfd, shared_name.c_str(), 0);
+  close(dfd);
+  return out;
 }
 
 Result<void> UdevDatabase::remove(std::string_view subsystem, std::string_view sysname,

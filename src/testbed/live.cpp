@@ -16,11 +16,16 @@ namespace apemu::testbed {
 namespace {
 
 /// Writes a database entry for every registered bus device (what udevd has after coldplug).
+/// The names are taken under the machine lock, the files written without it. A device whose
+/// entry cannot be written is reported uninitialized by sd-device, nothing worse.
 void populate_db(core::Core& core, netlink::UdevDatabase& db) {
-  const auto now = netlink::monotonic_usec();
-  auto lk = core.lock();
-  for (core::Bus* bus : core.buses())
-    for (core::Device* d : bus->devices()) (void)db.add(bus->name(), d->name(), {}, now);
+  std::vector<netlink::UdevDatabase::DeviceName> names;
+  {
+    auto lk = core.lock();
+    for (core::Bus* bus : core.buses())
+      for (core::Device* d : bus->devices()) names.emplace_back(bus->name(), d->name());
+  }
+  (void)db.add_coldplug(names, netlink::monotonic_usec());
 }
 
 /// Whether fusermount3 lets an ordinary user mount with allow_other (fuse.conf(5)).

@@ -489,7 +489,10 @@ Result<int> run_isolated(const RunOptions& opt) {
     if (sig == SIGUSR1) continue; // not used by run
     ::kill(child, sig); // forward INT/TERM to CMD
   }
+  // CMD is gone and so is the mount: nothing in the namespace can reach the tree any more.
   live->stop();
+  live.reset();
+  if (opt.leave_machine_to_exit) (void)tb.release(); // see RunOptions: freed by the exit
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 1;

@@ -15,11 +15,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -279,6 +281,22 @@ protected:
 
   /// Absolute path of `rel` (a sysfs path such as "/bus/foo") inside the mount.
   std::string p(const std::string& rel) const { return m_dir + rel; }
+
+  /// Sets the text of kValuePath (created on first use), a read-only attribute whose show()
+  /// returns what the test chose.
+  static constexpr const char* kValuePath = "/kernel/apemu_test_value";
+  void set_value(const std::string& text) {
+    auto g = core.lock();
+    m_value = text;
+    if (!core.kernel_dir()->find("apemu_test_value")) {
+      auto show = [this]() -> Result<std::string> { return m_value; };
+      ASSERT_THAT(core.tree().create_attr(*core.kernel_dir(), "apemu_test_value", 0444,
+                                          std::make_unique<kernfs::FunctionAttrOps>(show,
+                                                                                   nullptr)),
+                  IsOk());
+    }
+  }
+  std::string m_value; ///< machine lock
 
   core::Core core;
   core::Bus* bus = nullptr;
@@ -805,13 +823,226 @@ TEST_F(FuseFsTest, LookupCountsAreKept) {
 }
 
 TEST_F(FuseFsTest, RequestCountsShowDirectIoReads) {
-  auto before = server->request_counts();
+  // Without the page cache (Options::page_cache = false) every read(2) is a READ.
+  server->unmount();
+  fusefs::Options direct;
+  direct.page_cache = false;
+  auto srv = fusefs::FuseServer::mount(core.tree(), m_dir, direct);
+  ASSERT_THAT(srv, IsOk());
+  auto before = (*srv)->request_counts();
   ASSERT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOk());
   ASSERT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOk());
-  auto after = server->request_counts();
+  auto after = (*srv)->request_counts();
   // No page cache: both opens and every read(2), including the one at EOF, reach the server.
   EXPECT_EQ(after["open"] - before["open"], 2u);
   EXPECT_EQ(after["read"] - before["read"], 4u);
+  EXPECT_TRUE(wait_until([&] { return (*srv)->handle_count() == 0; }));
+  (*srv)->unmount();
+}
+
+// ---- the render-at-open page cache (design/live-tree.md) ------------------------------------------
+
+TEST_F(FuseFsTest, EachOpenRendersOnceAndAnUnchangedValueComesFromThePageCache) {
+  auto before = server->request_counts();
+  EXPECT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOkAndHolds("1\n"));
+  EXPECT_THAT(read_file(p("/bus/foo/drivers_autoprobe")), IsOkAndHolds("1\n"));
+  auto after = server->request_counts();
+  // Both opens reach show(); the second found the kernel's page holding the same text.
+  EXPECT_EQ(after["open"] - before["open"], 2u);
+  EXPECT_EQ(after["read"] - before["read"], 1u);
+}
+
+TEST_F(FuseFsTest, AValueGrowingInLengthIsReadWhole) {
+  set_value("9\n");
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("9\n"));
+  // The kernel now believes the file has 2 bytes (a documented divergence: st_size is the
+  // text's length once read); the longer text must not be cut to that size.
+  auto st = stat_path(p(kValuePath));
+  ASSERT_THAT(st, IsOk());
+  EXPECT_EQ(st->st_size, 2);
+  set_value("10\n");
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("10\n"));
+  set_value(std::string(3000, 'x') + "\n");
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds(std::string(3000, 'x') + "\n"));
+  set_value("7\n"); // and shrinking again
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("7\n"));
+  set_value(""); // empty
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds(""));
+  set_value("back\n");
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("back\n"));
+}
+
+TEST_F(FuseFsTest, AChangeBetweenTwoOpensIsSeenByTheSecond) {
+  set_value("first\n");
+  auto a = open_path(p(kValuePath), O_RDONLY);
+  ASSERT_THAT(a, IsOk());
+  Fd ga(*a);
+  EXPECT_THAT(read_fd(*a), IsOkAndHolds("first\n"));
+  set_value("second\n");
+  auto b = open_path(p(kValuePath), O_RDONLY);
+  ASSERT_THAT(b, IsOk());
+  Fd gb(*b);
+  EXPECT_THAT(read_fd(*b), IsOkAndHolds("second\n"));
+  // The documented divergence: an fd opened earlier that seeks back to 0 reads the text of
+  // the last open (sysfs would render again, which gives the same text here).
+  char buf[64];
+  const ssize_t n = ::pread(*a, buf, sizeof buf, 0);
+  ASSERT_GE(n, 0) << std::strerror(errno);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)), "second\n");
+  // An open that renders the same text again keeps the page.
+  set_value("first\n");
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("first\n"));
+  EXPECT_THAT(read_file(p(kValuePath)), IsOkAndHolds("first\n"));
+}
+
+TEST_F(FuseFsTest, ConcurrentOpenersAlwaysReadTheValueAsOfTheirOpen) {
+  // A writer steps a counter whose text grows ("9" -> "10" -> ... "2009"); after each step three
+  // readers open and read it concurrently, twice each, before the next step. Each read must give
+  // a whole value that was current at some time between its open and its read, never a cut or
+  // stale one: here, exactly the value of the step. Several readers: an open that finds the text it
+  // rendered already kept (the other's) must still wait for the other open's invalidation of
+  // the kernel's old page, also when the notifier has already taken it out of its queue.
+  constexpr int kSteps = 2000, kReaders = 3;
+  set_value("9\n");
+  std::mutex m; // guards everything below
+  std::condition_variable cv;
+  int step = 0, done = 0; // step 0: the readers wait for the first change
+  int value = 9;
+  std::vector<std::string> bad;
+  std::thread writer([&] {
+    for (int i = 1; i <= kSteps; ++i) {
+      set_value(std::to_string(9 + i) + "\n");
+      std::unique_lock lk(m);
+      value = 9 + i;
+      step = i;
+      done = 0;
+      cv.notify_all();
+      cv.wait(lk, [&] { return done == kReaders; });
+    }
+  });
+  auto reader = [&] {
+    for (int seen = 0; seen < kSteps;) {
+      int want;
+      {
+        std::unique_lock lk(m);
+        cv.wait(lk, [&] { return step > seen; });
+        seen = step;
+        want = value;
+      }
+      for (int r = 0; r < 2; ++r) {
+        auto text = read_file(p(kValuePath));
+        const std::string got = text ? *text : Errno(text.error().code).name();
+        if (got != std::to_string(want) + "\n") {
+          std::lock_guard g(m);
+          bad.push_back(got + " (want " + std::to_string(want) + ")");
+        }
+      }
+      std::lock_guard g(m);
+      ++done;
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> others;
+  for (int i = 1; i < kReaders; ++i) others.emplace_back(reader);
+  reader();
+  for (auto& t : others) t.join();
+  writer.join();
+  EXPECT_TRUE(bad.empty()) << bad.size() << " bad reads, the first: '" << bad.front() << "'";
+}
+
+TEST_F(FuseFsTest, CachedFdOfARemovedAttributeFailsWithEnodev) {
+  auto fd = open_path(p("/devices/foo1/hwtype"), O_RDONLY);
+  ASSERT_THAT(fd, IsOk());
+  Fd guard(*fd);
+  EXPECT_THAT(read_fd(*fd), IsOkAndHolds("14\n")); // the page is in the kernel's cache now
+  remove_device("foo1");
+  server->flush_invalidations();
+  char buf[64];
+  errno = 0;
+  EXPECT_EQ(::pread(*fd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ENODEV);
+  // fstat still works on the open file, as in sysfs.
+  struct stat st;
+  ASSERT_EQ(::fstat(*fd, &st), 0) << std::strerror(errno);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  errno = 0;
+  EXPECT_EQ(::pread(*fd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ENODEV);
+}
+
+TEST_F(FuseFsTest, CachedFdFailsWithEnotconnAfterUnmount) {
+  auto fd = open_path(p("/bus/foo/drivers_autoprobe"), O_RDONLY);
+  ASSERT_THAT(fd, IsOk());
+  Fd guard(*fd);
+  EXPECT_THAT(read_fd(*fd), IsOkAndHolds("1\n"));
+  auto dir = open_path(p("/devices/foo0"), O_RDONLY | O_DIRECTORY);
+  ASSERT_THAT(dir, IsOk());
+  Fd dguard(*dir);
+  char dents[4096];
+  ASSERT_GT(::syscall(SYS_getdents64, *dir, dents, sizeof dents), 0); // cached listing
+  server->unmount();
+  char buf[8];
+  errno = 0;
+  EXPECT_EQ(::pread(*fd, buf, sizeof buf, 0), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+  ASSERT_EQ(::lseek(*dir, 0, SEEK_SET), 0) << std::strerror(errno);
+  errno = 0;
+  EXPECT_EQ(::syscall(SYS_getdents64, *dir, dents, sizeof dents), -1);
+  EXPECT_EQ(errno, ENOTCONN);
+}
+
+TEST_F(FuseFsTest, SymlinkTextFollowsARenameOfItsTarget) {
+  // The kernel caches link texts; a rename changes them.
+  EXPECT_THAT(read_link(p("/bus/foo/devices/foo0")), IsOkAndHolds("../../../devices/foo0"));
+  EXPECT_THAT(read_link(p("/devices/foo0/subsystem")), IsOkAndHolds("../../bus/foo"));
+  auto lst = lstat_path(p("/bus/foo/devices/foo0"));
+  ASSERT_THAT(lst, IsOk());
+  {
+    auto g = core.lock();
+    ASSERT_THAT(core.device_rename(*devices.at("foo0"), "bar0"), IsOk());
+  }
+  server->flush_invalidations();
+  // The same link node (and inode) under its new name, with the new text and size.
+  EXPECT_THAT(lstat_path(p("/bus/foo/devices/foo0")), FailsWith(ENOENT));
+  auto renamed = lstat_path(p("/bus/foo/devices/bar0"));
+  ASSERT_THAT(renamed, IsOk());
+  EXPECT_EQ(renamed->st_ino, lst->st_ino);
+  EXPECT_EQ(static_cast<std::size_t>(renamed->st_size), std::strlen("../../../devices/bar0"));
+  EXPECT_THAT(read_link(p("/bus/foo/devices/bar0")), IsOkAndHolds("../../../devices/bar0"));
+  EXPECT_THAT(read_link(p("/devices/bar0/subsystem")), IsOkAndHolds("../../bus/foo"));
+  // A link into a renamed directory: same name, new text.
+  {
+    auto g = core.lock();
+    auto dir = core.tree().resolve("/devices/bar0");
+    ASSERT_NE(dir, nullptr);
+    ASSERT_THAT(core.tree().create_link(*core.kernel_dir(), "to_bar", dir), IsOk());
+  }
+  server->flush_invalidations();
+  EXPECT_THAT(read_link(p("/kernel/to_bar")), IsOkAndHolds("../devices/bar0"));
+  {
+    auto g = core.lock();
+    ASSERT_THAT(core.device_rename(*devices.at("foo0"), "baz0"), IsOk());
+  }
+  server->flush_invalidations();
+  EXPECT_THAT(read_link(p("/kernel/to_bar")), IsOkAndHolds("../devices/baz0"));
+  auto g = core.lock();
+  core.tree().remove_child(*core.kernel_dir(), "to_bar");
+}
+
+TEST_F(FuseFsTest, CachedListingsFollowAdditionsAndRemovals) {
+  for (int round = 0; round < 3; ++round) {
+    auto before = list_dir(p("/bus/foo/devices"));
+    ASSERT_THAT(before, IsOk());
+    EXPECT_THAT(names_of(*before), Not(Contains("fooX")));
+    add_device("fooX");
+    server->flush_invalidations();
+    auto with = list_dir(p("/bus/foo/devices"));
+    ASSERT_THAT(with, IsOk());
+    EXPECT_THAT(names_of(*with), Contains("fooX"));
+    EXPECT_THAT(read_file(p("/bus/foo/devices/fooX/hwtype")), IsOkAndHolds("14\n"));
+    remove_device("fooX");
+    server->flush_invalidations();
+  }
 }
 
 // ---- the inode table on its own ------------------------------------------------------------------

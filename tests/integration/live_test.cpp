@@ -51,6 +51,22 @@ TEST(ApemuRun, ExitCodeIsTheCommandsAndTheHostSysIsUntouched) {
   EXPECT_EQ(sh(std::string(APEMU_BIN) + " run -- /nonexistent-command").status, 127);
 }
 
+// apemu starts itself once more with huge pages for its heap (tools/apemu/main.cpp); CMD must
+// get the environment apemu was given, with or without GLIBC_TUNABLES.
+TEST(ApemuRun, CommandGetsTheCallersEnvironment) {
+  REQUIRE_FACILITIES();
+  const std::string script = "echo \"[${GLIBC_TUNABLES-unset}]\"; env | grep -c ^APEMU_SAVED || true";
+  auto unset = sh("env -u GLIBC_TUNABLES " + apemu_run(script));
+  ASSERT_EQ(unset.status, 0) << unset.text;
+  EXPECT_EQ(unset.text, "[unset]\n0\n");
+  auto set = sh("GLIBC_TUNABLES=glibc.malloc.arena_max=2 " + apemu_run(script));
+  ASSERT_EQ(set.status, 0) << set.text;
+  EXPECT_EQ(set.text, "[glibc.malloc.arena_max=2]\n0\n");
+  auto empty = sh("GLIBC_TUNABLES= " + apemu_run(script));
+  ASSERT_EQ(empty.status, 0) << empty.text;
+  EXPECT_EQ(empty.text, "[]\n0\n");
+}
+
 TEST(ApemuRun, WritesReturnTheKernelErrnoThroughTheLiveTree) {
   REQUIRE_FACILITIES();
   auto o = sh(std::string(APEMU_BIN) + " run -- bash -c '"

@@ -222,7 +222,8 @@ private:
   Result<Placement> parent_dir_for(Device& dev);
   Result<void> add_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups,
                           Device& dev);
-  void remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups);
+  void remove_groups(kernfs::Dir& dir, std::span<const DeviceAttributeGroup> groups,
+                     Device& dev);
   Result<void> build_device_env(const Device& dev, uevent::Env& env);
   Result<void> send_object_event(uevent::Action action, const std::string& devpath,
                                  const std::string& subsystem,

@@ -3,17 +3,29 @@
 //
 // FuseServer is the only adapter between the model and the kernel's FUSE protocol (libfuse 3.14
 // low-level API, multi-threaded session loop). It mirrors what a process sees in the real /sys:
-// attributes are regular files of size 4096 whose text is rendered once per open (pread at offset
-// 0 re-renders), each write(2) is one store() whose errno reaches the caller unchanged, the mode
-// is enforced at open even for root (EACCES), and nothing can be created (EACCES), removed,
-// renamed or chmod-ed (EPERM). Inode numbers are kernfs node ids.
+// attributes are regular files of size 4096 whose text is rendered once per open, each write(2)
+// is one store() whose errno reaches the caller unchanged, the mode is enforced at open even for
+// root (EACCES), and nothing can be created (EACCES), removed, renamed or chmod-ed (EPERM).
+// Inode numbers are kernfs node ids.
+//
+// Reads (render-at-open page cache, design/live-tree.md): a read-only open renders show() and
+// compares the text with the one the kernel may hold in its page cache for that inode. The same
+// text lets the kernel keep its pages (no READ request at all); another text is kept instead and
+// the kernel's pages and size are dropped before the open returns. So every open sees the value
+// as of that open and nothing has to guess when a value changes. A removed attribute's pages are
+// dropped, so an fd opened before the removal fails with ENODEV; before unmount all are, so open
+// fds fail with ENOTCONN afterwards. Opens for writing, and opens whose show() fails, stay
+// direct I/O (every read(2) and write(2) reaches the model).
 //
 // Divergences from the real sysfs: the filesystem type is "fuse.apemu" (FUSE cannot report
 // SYSFS_MAGIC in statfs.f_type); timestamps are the mount time; chmod/chown are refused with
 // EPERM (real kernfs lets root change them); poll() on attributes is not supported; removals and
 // additions reach the kernel's caches through an invalidation thread, so a path that was just
 // looked up may stay visible for the short time that thread needs (use flush_invalidations() to
-// wait for it).
+// wait for it; a write(2) returns only after the invalidations it caused). Two come from the page
+// cache (Options::page_cache) and are listed in the README: a read-only fd that seeks back to 0
+// reads the text rendered at the last open again (sysfs renders anew), and an attribute's
+// st_size is the length of its text once it has been read (4096 before).
 //
 // @code
 //   core::Core core;
@@ -56,13 +68,23 @@ struct Options {
   std::string fsname = "sysfs";
   /// `-o subtype=`: the filesystem type becomes "fuse.<subtype>".
   std::string subtype = "apemu";
-  /// Seconds the kernel may cache names and attributes. Changes of the tree are pushed as
-  /// invalidations, so this only bounds staleness if an invalidation is lost.
-  double entry_timeout = 1.0;
-  double attr_timeout = 1.0;
+  /// Seconds the kernel may cache names and attributes. Every change of the tree is pushed as
+  /// an invalidation (and a write is answered only after those it caused), so these are long:
+  /// they only bound staleness if an invalidation were lost.
+  double entry_timeout = 86400.0;
+  double attr_timeout = 86400.0;
+  /// Render-at-open page cache: a read-only open renders show() once and lets the kernel keep
+  /// the text in its page cache while it stays the same (see the file comment). false: every
+  /// read(2) is a READ request (direct I/O), as before.
+  bool page_cache = true;
+  /// `-o max_read=`: the largest READ request. One page holds any attribute (show() is cut at
+  /// PAGE_SIZE - 1), and a larger limit only makes the kernel map more of the reader's buffer.
+  unsigned max_read = 4096;
   /// Worker threads of the session loop (fuse_loop_cfg_set_max_threads).
   unsigned max_threads = 4;
-  /// Offer READDIRPLUS (entries come with attributes, saving one LOOKUP per name).
+  /// Offer READDIRPLUS (entries come with attributes, saving one LOOKUP per name), in the
+  /// kernel's adaptive mode (READDIRPLUS_AUTO): the first chunk of a listing and the chunks
+  /// after lookups in that directory, so `ls` of 65,792 links does not create 65,792 inodes.
   bool readdirplus = true;
   /// libfuse request tracing on stderr (`-d`).
   bool debug = false;
@@ -91,9 +113,12 @@ struct Options {
 /// nodes, so show()/store() run exactly as they do for in-process callers. Internal locks (the
 /// inode table, the invalidation queue) are leaves taken after the model lock. The invalidation
 /// thread never holds the model lock while it talks to the kernel (libfuse's deadlock rule for
-/// fuse_lowlevel_notify_inval_*). Consequently no thread may hold the model lock while it makes
-/// a syscall on the mount, calls unmount() or calls flush_invalidations(): the FUSE handler
-/// serving that syscall would wait for the lock forever.
+/// fuse_lowlevel_notify_inval_*); it takes it only to drop the handle of an open whose delayed
+/// reply the kernel no longer wanted. Replies that must follow invalidations (writes, and
+/// read-only opens while any invalidation is still on its way) are sent by that thread, in
+/// queue order. Consequently no thread may hold the model lock while it makes a syscall on the
+/// mount, calls unmount() or calls flush_invalidations(): the FUSE handler serving that syscall
+/// would wait for the lock forever.
 ///
 /// Lifetime: keeps a reference to `tree`, which must outlive the server (destroy the server
 /// before the Core/Tree). Registers itself as the tree's single change listener from mount()

@@ -74,6 +74,41 @@ public:
   virtual Result<void> store(void* ctx, std::string_view text, Blocker* blocker) const = 0;
 };
 
+/// How kernfs reads a subsystem's static attribute table (an array of core::Attribute<Obj> rows)
+/// without knowing the row type: each function returns a part of row `i` of the array `rows`.
+/// One constant instance per row type; used by lazily created attributes (Tree::add_lazy_attrs).
+struct AttrRowType {
+  const AttrOps& (*ops)(const void* rows, std::size_t i);
+  std::string_view (*name)(const void* rows, std::size_t i);
+  mode_t (*mode)(const void* rows, std::size_t i);
+};
+
+/// A static attribute table as kernfs keeps it for lazy attributes: interned once per table
+/// (Tree::add_lazy_attrs) with its names sorted, so that name checks need no walk over the rows.
+struct AttrTable {
+  const AttrRowType* type;
+  const void* rows;
+  std::size_t count;
+  /// (name, row index), sorted by name.
+  std::vector<std::pair<std::string_view, std::uint32_t>> sorted_names;
+  /// False when a name occurs twice (such a table is always created eagerly, which reports it).
+  bool unique_names;
+  /// One bit per name (first byte and length): most names are ruled out without a search.
+  std::uint64_t bloom;
+  /// The first row's name, to catch a table that is not static (its address reused).
+  const char* rows_first_name;
+};
+
+/// Attribute rows a directory holds without having created their nodes yet: one table, the
+/// context pointer every row gets, and the ids reserved for the visible rows (first_id, then
+/// consecutive in row order, exactly the ids eager creation would have given them).
+struct LazyAttrs {
+  const AttrTable* table;
+  void* ctx;
+  NodeId first_id;
+  std::uint64_t visible; ///< bit i: row i exists
+};
+
 /// AttrOps from two std::function objects, owned by the node (for one-off attributes whose
 /// behaviour depends on captured state, e.g. a bus's drivers_probe).
 class FunctionAttrOps final : public AttrOps {
@@ -116,6 +151,8 @@ public:
   bool active() const { return m_active; }
   /// Absolute path below the tree root ("/devices/ap/card05"); "/" for the root.
   std::string path() const;
+  /// path().size(), without building the string.
+  std::size_t path_length() const;
   /// True when `this` is `other` or one of its ancestors.
   bool is_ancestor_or_self_of(const Node& other) const;
 
@@ -125,6 +162,7 @@ protected:
 
 private:
   friend class Tree;
+  friend class Dir;
   friend class Attr;
   // Layout: a million nodes in a max.toml tree, so the members are packed (no padding).
   NodeId m_id;
@@ -136,25 +174,44 @@ private:
   bool m_owns_ops = false; ///< an Attr owning its ops (FunctionAttrOps); uses the padding
 };
 
+/// A directory. Some of its attributes may be lazy (Tree::add_lazy_attrs): they exist, have
+/// their ids and count in Tree::node_count(), but their nodes are created only when someone
+/// looks at them: a find() of one of their names, children() (listings, dumps, exports), or a
+/// removal through Tree::remove_lazy_attrs. Every observer therefore sees the same tree as if
+/// they had been created at once. Locking: every method needs the model lock (the lazy nodes
+/// are created under it, even by the const accessors).
 class Dir final : public Node {
 public:
   Dir(NodeId id, std::string name, mode_t mode) : Node(id, std::move(name), NodeType::Dir, mode) {}
-  /// Children sorted by name. Locking: model lock.
-  const std::vector<std::shared_ptr<Node>>& children() const { return m_children; }
-  /// Child by exact name, or null.
+  /// Children sorted by name; creates lazy attributes first.
+  const std::vector<std::shared_ptr<Node>>& children() const {
+    if (!m_lazy.empty()) materialize();
+    return m_children;
+  }
+  /// Child by exact name, or null. Creates the lazy attributes when `name` is one of them.
   std::shared_ptr<Node> find(std::string_view name) const;
+  /// True when a child (created or lazy) has this name; creates nothing.
+  bool has_child(std::string_view name) const;
+  /// Lazy attributes not created yet (for tests and memory accounting).
+  std::size_t lazy_count() const;
 
 private:
   friend class Tree;
-  /// Index of the first child whose name is not less than `name`.
+  /// Index of the first created child whose name is not less than `name`.
   std::size_t lower_bound(std::string_view name) const;
   void insert_at(std::size_t i, std::shared_ptr<Node> child);
   void erase_at(std::size_t i);
-  std::vector<std::shared_ptr<Node>> m_children;
+  /// True when a lazy row of this directory is named `name`.
+  bool lazy_has(std::string_view name) const;
+  /// Creates the nodes of every lazy row (with their reserved ids) and merges them in.
+  void materialize() const;
+  /// Lazy rows not created yet. mutable: created on demand by the const accessors.
+  mutable std::vector<LazyAttrs> m_lazy;
+  mutable std::vector<std::shared_ptr<Node>> m_children;
   /// The first 8 bytes of each child's name, big-endian, zero-padded: a binary search compares
   /// these without touching the nodes (a directory such as /sys/bus/ap/devices holds 65,792
   /// entries and every device add searches it several times).
-  std::vector<std::uint64_t> m_keys;
+  mutable std::vector<std::uint64_t> m_keys;
 };
 
 class Attr final : public Node {

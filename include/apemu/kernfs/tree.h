@@ -14,6 +14,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <vector>
 
 #include "apemu/base/result.h"
 #include "apemu/kernfs/node.h"
@@ -22,6 +24,8 @@ namespace apemu::kernfs {
 
 /// What changed in the tree, for cache invalidation.
 struct Change {
+  /// Tree::rename and Tree::move report Removed for the old place, then Added for the new one,
+  /// with the same node id (ids of new nodes are never those of earlier ones).
   enum class Kind { Added, Removed, Renamed };
   Kind kind;
   NodeId parent; ///< directory whose entry changed
@@ -56,6 +60,27 @@ public:
   /// Creates an attribute that owns its ops.
   Result<std::shared_ptr<Attr>> create_attr(Dir& parent, std::string name, mode_t mode,
                                             std::unique_ptr<AttrOps> ops);
+  /// Adds the rows of a static attribute table (`count` rows of `type` at `rows`, each with
+  /// context `ctx`) whose bit is set in `visible` to `parent` as lazy attributes: their ids are
+  /// reserved now (in row order, as create_attr would hand them out), they count as nodes and
+  /// are reported to the change listener as added, but their nodes are only created when the
+  /// directory is listed, one of their names is looked up, or they are removed (see Dir).
+  /// A lazy attribute has the row's own mode. Returns false, and changes nothing, when this
+  /// cannot be done exactly: more than 64 rows, a name twice in the table, or a visible name
+  /// already taken in `parent`; the caller then creates the rows with create_attr, which
+  /// reports the clash. Locking: model lock. Lifetime: `rows` must be static (kernfs keeps
+  /// what it learnt about a table by its address, process-wide); `ctx` must outlive the
+  /// directory or the rows (remove_lazy_attrs).
+  bool add_lazy_attrs(Dir& parent, const AttrRowType& type, const void* rows, std::size_t count,
+                      std::uint64_t visible, void* ctx);
+  /// Removes the rows that add_lazy_attrs(parent, ..., rows, ..., ctx) added and that were not
+  /// created since. Returns false when there are none (the caller removes created nodes by
+  /// name). Locking: model lock.
+  bool remove_lazy_attrs(Dir& parent, const void* rows, void* ctx);
+  /// Off: add_lazy_attrs declines everything, so every attribute is created at once (to
+  /// compare both ways in tests). On by default.
+  void set_lazy_attrs(bool on) { m_lazy_attrs = on; }
+
   /// Creates a symlink to `target`. Same errors as create_dir.
   Result<std::shared_ptr<Link>> create_link(Dir& parent, std::string name,
                                             const std::shared_ptr<Node>& target);
@@ -93,6 +118,11 @@ private:
   std::shared_ptr<Dir> m_root;
   NodeId m_next_id = kRootId + 1;
   std::size_t m_node_count = 1;
+  bool m_lazy_attrs = true;
+  const AttrTable& cached_table(const AttrRowType& type, const void* rows, std::size_t count);
+  bool cached_disjoint(const AttrTable& a, const AttrTable& b);
+  std::vector<std::tuple<const void*, std::size_t, const AttrTable*>> m_tables;
+  std::vector<std::tuple<const AttrTable*, const AttrTable*, bool>> m_disjoint;
   std::function<void(const Change&)> m_listener;
 };
 

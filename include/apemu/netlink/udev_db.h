@@ -57,6 +57,18 @@ public:
                    const Properties& properties, std::uint64_t usec_initialized,
                    std::string_view driver_subsystem = {});
 
+  /// A device named by (subsystem, sysname); see add().
+  using DeviceName = std::pair<std::string, std::string>;
+
+  /// Coldplug: gives every device in `devices` the entry add(subsystem, sysname, {}, usec)
+  /// would write, as hard links to one file (what udevd has after `udevadm trigger`, for
+  /// 65,793 devices of max.toml in a fraction of the time). The entries share their content,
+  /// not their fate: every later update of one device (add(), remove(), on_event()) replaces or
+  /// deletes only that device's directory entry, as each is written by rename() or unlink().
+  /// An existing entry is replaced. Returns: the errors of add() for the first failing device
+  /// (the other devices get their entries all the same).
+  Result<void> add_coldplug(const std::vector<DeviceName>& devices, std::uint64_t usec_initialized);
+
   /// Deletes <root>/data/<device id>.
   /// Returns: the errors of device_id(); ENOENT: no entry exists; otherwise the unlink() errno.
   Result<void> remove(std::string_view subsystem, std::string_view sysname,
@@ -89,6 +101,9 @@ private:
                                std::string_view driver_subsystem) const;
   Result<void> write_locked(const std::string& path, const Properties& properties,
                             std::uint64_t usec_initialized);
+  /// Writes a new file with the entry's text next to `path`; returns its (temporary) name.
+  Result<std::string> write_temp_locked(const std::string& path, const Properties& properties,
+                                        std::uint64_t usec_initialized);
   Result<std::uint64_t> read_usec_locked(const std::string& path) const;
   Result<std::uint64_t> apply_locked(const uevent::Event& ev);
 

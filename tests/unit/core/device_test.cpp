@@ -3,6 +3,7 @@
 #include "core_fixture.h"
 
 #include "apemu/core/uevent_file.h"
+#include "apemu/kernfs/export.h"
 
 using namespace apemu;
 using namespace apemu::testing;
@@ -372,4 +373,106 @@ TEST_F(CoreTest, NoWayToSetADriverByHand) {
   auto root = *core.root_device_register("grp");
   EXPECT_THAT(sysfs_write(core, "/bus/foo/drivers/d/bind", "grp"), FailsWith(ENODEV));
   core.root_device_unregister(std::move(root));
+}
+
+// Lazy attribute nodes (issue 11): the same tree, ids and values as creating them at once, for
+// groups with hidden rows, a mode override, a named group, a driver's groups and removal.
+namespace {
+
+/// "id path" of every node, depth first, plus the dump with values.
+std::string ids_and_dump(Core& core) {
+  std::string out;
+  std::vector<std::shared_ptr<kernfs::Node>> stack{core.tree().root()};
+  while (!stack.empty()) {
+    auto n = stack.back();
+    stack.pop_back();
+    out += std::to_string(n->id()) + " " + n->path() + "\n";
+    if (n->type() == kernfs::NodeType::Dir)
+      for (const auto& c : static_cast<kernfs::Dir&>(*n).children()) stack.push_back(c);
+  }
+  return out + kernfs::dump_tree(core.tree()) + std::to_string(core.tree().node_count());
+}
+
+Result<std::string> lazy_name_show(Device& d) { return d.name() + "\n"; }
+Result<std::string> lazy_one_show(Device&) { return std::string("1\n"); }
+Result<void> lazy_store(Device&, std::string_view) { return {}; }
+const core::DeviceAttribute kLazyAttrs[] = {
+    {"name", 0444, lazy_name_show, nullptr},
+    {"hidden", 0444, lazy_one_show, nullptr},
+    {"override", 0644, lazy_one_show, lazy_store},
+    {"reset", 0200, nullptr, lazy_store},
+};
+const core::DeviceAttributeGroup kLazyGroups[] = {
+    {"", std::span(kLazyAttrs).first(2),
+     [](Device&, const core::DeviceAttribute& a) -> mode_t { return a.name == "hidden" ? 0 : a.mode; }},
+    {"", std::span(kLazyAttrs).subspan(2),
+     [](Device& d, const core::DeviceAttribute& a) -> mode_t {
+       return a.name == "override" && d.name() == "x1" ? 0600 : a.mode; // created at once
+     }},
+    {"stats", kLazyAttrs, nullptr},
+};
+const core::DeviceAttribute kLazyDriverAttrs[] = {{"status", 0444, lazy_one_show, nullptr}};
+const core::DeviceAttributeGroup kLazyDriverGroups[] = {{"", kLazyDriverAttrs, nullptr}};
+
+std::string build_lazy_machine(bool lazy, bool look_first) {
+  Core core;
+  core.tree().set_lazy_attrs(lazy);
+  auto g = core.lock();
+  core::BusType type;
+  type.name = "foo";
+  type.dev_groups = std::span(kLazyGroups).first(1);
+  type.driver_override = true;
+  auto* bus = *core.bus_register(type);
+  core::DriverOps ops;
+  ops.name = "drv";
+  ops.dev_groups = kLazyDriverGroups;
+  ops.probe = [](Device& d) -> Result<void> {
+    if (d.name() == "x2") return Error(ENODEV);
+    return {};
+  };
+  (void)*core.driver_register(*bus, ops);
+  std::vector<Ref<Device>> devs;
+  for (const char* name : {"x0", "x1", "x2", "x3"}) {
+    auto d = Device::create(name, [](Device&) {});
+    d->set_bus(bus);
+    d->set_groups(std::span(kLazyGroups).subspan(1));
+    EXPECT_THAT(core.device_add(*d), IsOk());
+    devs.push_back(std::move(d));
+  }
+  if (look_first) {
+    EXPECT_THAT(sysfs_read(core, "/devices/x0/status"), IsOkAndHolds("1\n"));
+  }
+  // Unbinding removes the driver's group: created (x0 when looked at) or still lazy.
+  EXPECT_THAT(sysfs_write(core, "/bus/foo/drivers/drv/unbind", "x0"), IsOk());
+  EXPECT_THAT(sysfs_write(core, "/bus/foo/drivers/drv/unbind", "x3"), IsOk());
+  core.device_unregister(std::move(devs[2]));
+  std::string out = ids_and_dump(core);
+  for (auto& d : devs)
+    if (d) core.device_unregister(std::move(d));
+  return out;
+}
+
+} // namespace
+
+TEST(CoreLazyAttributes, GiveTheTreeAndIdsOfCreatingThemAtOnce) {
+  for (bool look_first : {false, true}) {
+    const std::string eager = build_lazy_machine(false, look_first);
+    const std::string lazy = build_lazy_machine(true, look_first);
+    EXPECT_EQ(lazy, eager);
+    EXPECT_NE(eager.find("A 0600 /devices/x1/override = 1"), std::string::npos);
+    EXPECT_EQ(eager.find("/devices/x0/hidden"), std::string::npos);
+    EXPECT_NE(eager.find("A 0644 /devices/x3/driver_override = (null)"), std::string::npos);
+  }
+}
+
+TEST_F(CoreTest, DeviceAttributesAreLazyUntilSomeoneLooks) {
+  auto x = add_device("x");
+  auto dir = std::static_pointer_cast<kernfs::Dir>(core.tree().resolve("/devices/x"));
+  ASSERT_NE(dir, nullptr);
+  EXPECT_EQ(dir->lazy_count(), 2u); // uevent, driver_override
+  EXPECT_THAT(sysfs_readlink(core, "/devices/x/subsystem"), IsOkAndHolds("../../bus/foo"));
+  EXPECT_EQ(dir->lazy_count(), 2u);
+  EXPECT_THAT(sysfs_read(core, "/devices/x/uevent"), IsOkAndHolds("MODALIAS=foo:x\n"));
+  EXPECT_EQ(dir->lazy_count(), 0u);
+  core.device_unregister(std::move(x));
 }

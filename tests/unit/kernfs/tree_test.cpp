@@ -236,3 +236,172 @@ TEST(KernfsTree, ListenerSeesAddsRemovesAndRenames) {
   t.remove(*a);
   EXPECT_EQ(seen, (std::vector<std::string>{"0:a", "1:a", "0:b", "1:b"}));
 }
+
+// ---- lazy attributes (Tree::add_lazy_attrs) ----------------------------------------------------
+
+namespace {
+
+/// A static attribute row as a subsystem's table has them (core::Attribute in miniature).
+struct Row final : AttrOps {
+  constexpr Row(std::string_view n, mode_t m) : name(n), mode(m) {}
+  std::string_view name;
+  mode_t mode;
+  bool can_show() const override { return true; }
+  bool can_store() const override { return false; }
+  Result<std::string> show(void* ctx) const override {
+    return std::string(name) + "@" + std::to_string(*static_cast<int*>(ctx)) + "\n";
+  }
+  Result<void> store(void*, std::string_view, Blocker*) const override { return Error(EIO); }
+};
+
+const Row kRows[] = {{"online", 0644}, {"type", 0444}, {"hidden", 0444}, {"depth", 0400}};
+const Row kOtherRows[] = {{"load", 0444}, {"reset", 0644}};
+const Row kClashingRows[] = {{"zeta", 0444}, {"type", 0444}};
+
+const AttrRowType kRowType = {
+    [](const void* rows, std::size_t i) -> const AttrOps& {
+      return static_cast<const Row*>(rows)[i];
+    },
+    [](const void* rows, std::size_t i) { return static_cast<const Row*>(rows)[i].name; },
+    [](const void* rows, std::size_t i) { return static_cast<const Row*>(rows)[i].mode; },
+};
+
+constexpr std::uint64_t kAllButHidden = 0b1011;
+
+/// "name id mode" of every child, in listing order.
+std::vector<std::string> listing(const Dir& d) {
+  std::vector<std::string> out;
+  for (const auto& c : d.children())
+    out.push_back(c->name() + " " + std::to_string(c->id()) + " " + std::to_string(c->mode()));
+  return out;
+}
+
+/// A device-like directory: attributes from two tables around a link and a subdirectory, made
+/// lazily or eagerly (the same calls a driver core makes).
+std::shared_ptr<Dir> build(Tree& t, int& ctx, bool lazy) {
+  auto d = *t.create_dir(*t.root(), "dev");
+  auto add = [&](const Row* rows, std::size_t n, std::uint64_t visible) {
+    if (lazy) {
+      ASSERT_TRUE(t.add_lazy_attrs(*d, kRowType, rows, n, visible, &ctx));
+      return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!((visible >> i) & 1)) continue;
+      ASSERT_THAT(t.create_attr(*d, std::string(rows[i].name), rows[i].mode, &rows[i], &ctx),
+                  IsOk());
+    }
+  };
+  add(kRows, 4, kAllButHidden);
+  (void)*t.create_link(*d, "subsystem", t.root());
+  add(kOtherRows, 2, 0b11);
+  (void)*t.create_dir(*d, "power");
+  return d;
+}
+
+} // namespace
+
+TEST(KernfsLazyAttrs, LookLikeEagerOnesWithTheSameIdsModesAndTexts) {
+  int ctx = 7;
+  Tree eager, lazy;
+  auto le = eager.lock();
+  auto ll = lazy.lock();
+  auto de = build(eager, ctx, false);
+  auto dl = build(lazy, ctx, true);
+  EXPECT_EQ(lazy.node_count(), eager.node_count());
+  EXPECT_EQ(dl->lazy_count(), 5u);
+  EXPECT_EQ(listing(*dl), listing(*de));
+  EXPECT_EQ(dl->lazy_count(), 0u);
+  auto a = std::static_pointer_cast<Attr>(dl->find("depth"));
+  ASSERT_NE(a, nullptr);
+  EXPECT_THAT(read_attr(*a), IsOkAndHolds("depth@7\n"));
+  EXPECT_EQ(dl->find("hidden"), nullptr);
+  // Ids handed out afterwards continue where eager creation would.
+  EXPECT_EQ((*lazy.create_dir(*lazy.root(), "next"))->id(),
+            (*eager.create_dir(*eager.root(), "next"))->id());
+}
+
+TEST(KernfsLazyAttrs, AreCreatedOnlyWhenOneOfTheirNamesIsLookedUpOrTheDirectoryListed) {
+  Tree t;
+  auto lk = t.lock();
+  int ctx = 1;
+  auto d = build(t, ctx, true);
+  EXPECT_EQ(d->lazy_count(), 5u);
+  EXPECT_NE(d->find("subsystem"), nullptr); // created names do not create the lazy ones
+  EXPECT_EQ(d->find("nosuch"), nullptr);
+  EXPECT_TRUE(d->has_child("online"));
+  EXPECT_FALSE(d->has_child("hidden"));
+  EXPECT_EQ(d->lazy_count(), 5u);
+  EXPECT_EQ(t.resolve("/dev/power")->type(), NodeType::Dir);
+  EXPECT_EQ(d->lazy_count(), 5u);
+  auto online = t.resolve("/dev/online");
+  ASSERT_NE(online, nullptr);
+  EXPECT_EQ(d->lazy_count(), 0u);
+  EXPECT_EQ(online->parent(), d.get());
+  EXPECT_EQ(online->path(), "/dev/online");
+}
+
+TEST(KernfsLazyAttrs, NamesClashLikeCreatedOnes) {
+  Tree t;
+  auto lk = t.lock();
+  int ctx = 1;
+  auto d = build(t, ctx, true);
+  const std::size_t nodes = t.node_count();
+  // A created node may not take a lazy name...
+  EXPECT_THAT(t.create_dir(*d, "online"), FailsWith(EEXIST));
+  // ...and a table with a taken name is declined as a whole, with nothing reserved.
+  EXPECT_FALSE(t.add_lazy_attrs(*d, kRowType, kClashingRows, 2, 0b11, &ctx));
+  EXPECT_FALSE(t.add_lazy_attrs(*d, kRowType, kOtherRows, 2, 0b11, &ctx)); // the same twice
+  EXPECT_FALSE(t.add_lazy_attrs(*d, kRowType, kOtherRows, 2, 0b1, &ctx));
+  EXPECT_EQ(t.node_count(), nodes);
+  // A row hidden in both does not clash.
+  auto e = *t.create_dir(*t.root(), "e");
+  EXPECT_TRUE(t.add_lazy_attrs(*e, kRowType, kClashingRows, 2, 0b01, &ctx));
+  EXPECT_TRUE(t.add_lazy_attrs(*e, kRowType, kRows, 4, 0b0010, &ctx));
+  EXPECT_EQ(e->lazy_count(), 2u);
+  EXPECT_FALSE(t.add_lazy_attrs(*e, kRowType, kClashingRows, 2, 0b10, &ctx));
+  auto named = listing(*e);
+  ASSERT_EQ(named.size(), 2u);
+  EXPECT_EQ(named[0].substr(0, 5), "type ");
+  EXPECT_EQ(named[1].substr(0, 5), "zeta ");
+}
+
+TEST(KernfsLazyAttrs, RemovalDropsThemWithoutCreatingThem) {
+  Tree t;
+  std::vector<std::string> seen;
+  t.set_change_listener([&](const Change& ch) {
+    seen.push_back(std::to_string(static_cast<int>(ch.kind)) + ":" + ch.name + ":" +
+                   std::to_string(ch.node));
+  });
+  auto lk = t.lock();
+  int ctx = 1, other = 2;
+  auto d = *t.create_dir(*t.root(), "dev");
+  const std::size_t base = t.node_count();
+  ASSERT_TRUE(t.add_lazy_attrs(*d, kRowType, kRows, 4, kAllButHidden, &ctx));
+  const NodeId first = d->id() + 1;
+  EXPECT_EQ(seen.back(), "0:depth:" + std::to_string(first + 2)); // reported, ids reserved
+  EXPECT_EQ(t.node_count(), base + 3);
+  EXPECT_FALSE(t.remove_lazy_attrs(*d, kRows, &other)); // another object's rows
+  EXPECT_TRUE(t.remove_lazy_attrs(*d, kRows, &ctx));
+  EXPECT_EQ(t.node_count(), base);
+  EXPECT_EQ(d->lazy_count(), 0u);
+  EXPECT_EQ(seen.back(), "1:depth:" + std::to_string(first + 2));
+  EXPECT_TRUE(d->children().empty());
+  // Once created, they are ordinary nodes.
+  ASSERT_TRUE(t.add_lazy_attrs(*d, kRowType, kRows, 4, kAllButHidden, &ctx));
+  ASSERT_NE(d->find("type"), nullptr);
+  EXPECT_FALSE(t.remove_lazy_attrs(*d, kRows, &ctx));
+  // Removing the directory takes lazy rows along in the count.
+  ASSERT_TRUE(t.add_lazy_attrs(*d, kRowType, kOtherRows, 2, 0b11, &ctx));
+  t.remove(*d);
+  EXPECT_EQ(t.node_count(), 1u);
+}
+
+TEST(KernfsLazyAttrs, CanBeSwitchedOff) {
+  Tree t;
+  t.set_lazy_attrs(false);
+  auto lk = t.lock();
+  int ctx = 1;
+  auto d = *t.create_dir(*t.root(), "dev");
+  EXPECT_FALSE(t.add_lazy_attrs(*d, kRowType, kRows, 4, kAllButHidden, &ctx));
+  EXPECT_EQ(t.node_count(), 2u);
+}

@@ -230,3 +230,48 @@ TEST_F(UdevDatabaseTest, OnEventCountsErrors) {
   EXPECT_EQ(db.errors(), 1u);
   EXPECT_EQ(db.last_error().code, ENOENT);
 }
+
+// Coldplug (issue 11): one file, a hard link per device; every later change touches one entry.
+TEST_F(UdevDatabaseTest, ColdplugEntriesShareOneFileUntilOneOfThemChanges) {
+  UdevDatabase db(m_root);
+  ASSERT_THAT(db.init(), IsOk());
+  ASSERT_THAT(db.add("ap", "card01", {{"OLD", "1"}}, 5), IsOk()); // an earlier daemon's entry
+  ASSERT_THAT(db.add_coldplug({{"ap", "card00"}, {"ap", "card01"}, {"ap", "00.0004"}}, 1234),
+              IsOk());
+  EXPECT_EQ(data_entries(),
+            (std::vector<std::string>{"+ap:00.0004", "+ap:card00", "+ap:card01"}));
+  const std::string card0 = m_root + "/data/+ap:card00";
+  const std::string card1 = m_root + "/data/+ap:card01";
+  const std::string queue = m_root + "/data/+ap:00.0004";
+  EXPECT_EQ(slurp(card1), "I:1234\nV:1\n"); // replaced
+  struct stat a {}, b {};
+  ASSERT_EQ(stat(card0.c_str(), &a), 0);
+  ASSERT_EQ(stat(queue.c_str(), &b), 0);
+  EXPECT_EQ(a.st_ino, b.st_ino);
+  EXPECT_EQ(a.st_nlink, 3u);
+  EXPECT_EQ(a.st_mode & 07777, 0644u);
+  EXPECT_THAT(db.usec_initialized("ap", "00.0004"), IsOkAndHolds(1234u));
+  // An update replaces one entry; the others keep the shared content.
+  ASSERT_THAT(db.add("ap", "card00", {{"ID_X", "1"}}, 99), IsOk());
+  EXPECT_EQ(slurp(card0), "I:99\nE:ID_X=1\nV:1\n");
+  EXPECT_EQ(slurp(queue), "I:1234\nV:1\n");
+  EXPECT_EQ(slurp(card1), "I:1234\nV:1\n");
+  ASSERT_THAT(db.remove("ap", "card01"), IsOk());
+  EXPECT_EQ(slurp(queue), "I:1234\nV:1\n");
+  ASSERT_EQ(stat(queue.c_str(), &b), 0);
+  EXPECT_EQ(b.st_nlink, 1u);
+  // A remove event unlinks its own entry only, a move renames it.
+  EXPECT_EQ(db.on_event(event(uevent::Action::Move, "/devices/ap/card00/00.0005", "ap",
+                              {{"DEVPATH_OLD", "/devices/ap/card00/00.0004"}})),
+            1234u);
+  EXPECT_EQ(data_entries(), (std::vector<std::string>{"+ap:00.0005", "+ap:card00"}));
+  EXPECT_EQ(db.errors(), 0u);
+}
+
+TEST_F(UdevDatabaseTest, ColdplugReportsBadNamesAndWritesTheOthers) {
+  UdevDatabase db(m_root);
+  ASSERT_THAT(db.init(), IsOk());
+  EXPECT_THAT(db.add_coldplug({{"ap", ""}, {"ap", "card00"}}, 1), FailsWith(EINVAL));
+  EXPECT_EQ(data_entries(), (std::vector<std::string>{"+ap:card00"}));
+  EXPECT_THAT(db.add_coldplug({}, 1), IsOk());
+}
