@@ -105,7 +105,7 @@ Result<std::shared_ptr<kvm::Kvm>> Qemu::start(vfio_ap::MatrixMdev& m, GuestOptio
   return kvm;
 }
 
-Result<void> Qemu::stop(const std::string& uuid) {
+Result<void> Qemu::stop(std::string uuid) {
   m_vfio->core().held();
   auto it = m_guests.find(uuid);
   if (it == m_guests.end()) return Error(ENODEV, "no guest uses mdev " + uuid);

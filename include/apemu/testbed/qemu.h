@@ -57,7 +57,8 @@ public:
   /// Stops the guest of mdev `uuid`: unregisters the eventfds, closes the device (a `remove`
   /// waiting for it completes, and the mdev may be gone afterwards). Returns: ENODEV when no
   /// guest uses it.
-  Result<void> stop(const std::string& uuid);
+  /// `uuid` by value: a caller may pass a reference into the guest table that stop() erases.
+  Result<void> stop(std::string uuid);
   /// VFIO_DEVICE_RESET of the guest's device (QEMU's legacy device reset). Returns: ENODEV when
   /// no guest uses the mdev; else a completion with the ioctl's result (EIO when a queue's
   /// reset answered non-zero), done when the resets are verified.
