@@ -57,6 +57,21 @@ TEST(SscanfInt, RejectsPlusAcceptsMinusAndIgnoresTheRest) {
   EXPECT_THAT(sscanf_int("x", 10), FailsWith(EINVAL));
 }
 
+// Found by fuzz/kstrto_fuzz: the range was judged digit by digit, before the unit, so a long
+// number with a bad unit was ERANGE instead of EINVAL, and 1e14 ns (28 hours) was ERANGE.
+TEST(ParseDuration, BadUnitIsEinvalHoweverLargeAndRangeIsJudgedInTheUnit) {
+  EXPECT_THAT(parse_duration("666666666666666666666F\n"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_duration("99999999999999999999999999x"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_duration("100000000000000ns"),
+              IsOkAndHolds(std::chrono::nanoseconds(100000000000000)));
+  EXPECT_THAT(parse_duration("8640000000000000ns"),
+              IsOkAndHolds(std::chrono::nanoseconds(8640000000000000))); // exactly 100 days
+  EXPECT_THAT(parse_duration("8640000000000001ns"), FailsWith(ERANGE));
+  EXPECT_THAT(parse_duration("99999999999999999999999999ns"), FailsWith(ERANGE));
+  EXPECT_THAT(parse_duration("2400h"), IsOkAndHolds(std::chrono::hours(2400)));
+  EXPECT_THAT(parse_duration("2401h"), FailsWith(ERANGE));
+}
+
 TEST(SysfsStreq, OneTrailingNewlineOnEitherSide) {
   EXPECT_TRUE(sysfs_streq("card05", "card05\n"));
   EXPECT_TRUE(sysfs_streq("card05\n", "card05"));
