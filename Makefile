@@ -2,8 +2,18 @@
 BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
+# ASan+UBSan build of the unit and integration tests (make test runs it after the normal suite).
+ASAN_BUILD ?= build-asan
+# libFuzzer targets (clang): `make fuzz` runs each for FUZZ_SECONDS, `make test` for
+# TEST_FUZZ_SECONDS (fuzz/README.md).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 15
+# Sanitizer runtime options: any report fails (UBSan halts; LeakSanitizer checks at exit).
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1 \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
-.PHONY: all deps configure build sysroot run test bench clean
+.PHONY: all deps configure build sysroot run test bench clean asan-build asan-test fuzz-build fuzz
 
 all: build
 
@@ -25,6 +35,27 @@ run: build
 
 test: build sysroot
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
+# The unit and integration tests built with -fsanitize=address,undefined (g++), except the
+# s390-tools conformance tests (ASAN_EXCLUDE; see README "Fuzzing and sanitizers").
+ASAN_EXCLUDE ?= ^S390Tools
+asan-build: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || cmake -S . -B $(ASAN_BUILD) -G Ninja -DAPEMU_SANITIZE=ON \
+	  -DAPEMU_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+asan-test: asan-build
+	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -E '$(ASAN_EXCLUDE)'
+
+fuzz-build: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) \
+	  -G Ninja -DAPEMU_FUZZ=ON -DAPEMU_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: build
 	./$(BUILD)/bench/core_bench
@@ -35,4 +66,4 @@ bench: build
 	./bench/mdevctl_cycle.sh $(BUILD) 100
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -57,6 +57,8 @@ Result<std::int64_t> kstrtoll(std::string_view s, unsigned base) {
   if (!s.empty() && s.front() == '-') {
     neg = true;
     s.remove_prefix(1);
+    // kstrtoll parses the digits after '-' with _kstrtoull, which takes no '+': "-+5" is EINVAL.
+    if (!s.empty() && s.front() == '+') return Error(EINVAL);
   }
   APEMU_TRY(std::uint64_t u, kstrtoull(s, base));
   if (neg) {

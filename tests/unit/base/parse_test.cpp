@@ -36,6 +36,14 @@ TEST(Kstrtoll, SignedRange) {
   EXPECT_THAT(kstrtoll("-9223372036854775808", 10), IsOkAndHolds(INT64_MIN));
 }
 
+// Found by fuzz/kstrto_fuzz: the '+' that kstrtoull skips must not follow kstrtoll's '-'.
+TEST(Kstrtoll, RejectsPlusAfterMinusWithEinval) {
+  EXPECT_THAT(kstrtoll("-+5", 10), FailsWith(EINVAL));
+  EXPECT_THAT(kstrtoll("-+0", 0), FailsWith(EINVAL));
+  EXPECT_THAT(kstrtoll("+5", 10), IsOkAndHolds(5));
+  EXPECT_THAT(kstrtoll("-0", 10), IsOkAndHolds(0));
+}
+
 TEST(Kstrtobool, KernelSpellings) {
   for (auto s : {"1", "y", "Y", "t", "T", "on", "ON", "oN\n", "yes"})
     EXPECT_THAT(kstrtobool(s), IsOkAndHolds(true)) << s;
