@@ -9,6 +9,9 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 TEST_FUZZ_SECONDS ?= 15
+# The sanitizer and fuzz builds use -O1 (ASan's usual level): a third of -O2's compile time.
+SAN_CMAKE = -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
+            -DAPEMU_BENCH=OFF
 # Sanitizer runtime options: any report fails (UBSan halts; LeakSanitizer checks at exit).
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -43,7 +46,7 @@ test: build sysroot
 ASAN_EXCLUDE ?= ^S390Tools
 asan-build: deps
 	@[ -f $(ASAN_BUILD)/build.ninja ] || cmake -S . -B $(ASAN_BUILD) -G Ninja -DAPEMU_SANITIZE=ON \
-	  -DAPEMU_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	  $(SAN_CMAKE) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 asan-test: asan-build
@@ -51,7 +54,7 @@ asan-test: asan-build
 
 fuzz-build: deps
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) \
-	  -G Ninja -DAPEMU_FUZZ=ON -DAPEMU_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	  -G Ninja -DAPEMU_FUZZ=ON $(SAN_CMAKE) $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
 
 fuzz: fuzz-build
