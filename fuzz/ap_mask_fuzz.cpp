@@ -3,12 +3,12 @@
 //     masks, with its properties: a failed parse is EINVAL; hex() parses back to the same mask
 //     (with "0x", a bare "x", a trailing newline); relative input only changes the ids it names;
 //     list() parses back through parse_id_list.
-//  2. The real store path: a fresh booted Testbed (AP bus, zcrypt, vfio_ap and one mdev that
-//     holds APQN 0x80.0005), then a sequence of writes to /sys/bus/ap/apmask and aqmask through
+//  2. The real store path: a booted Testbed (AP bus, zcrypt, vfio_ap and one mdev that holds
+//     APQN 0x80.0005), then a sequence of writes to /sys/bus/ap/apmask and aqmask through
 //     kernfs OpenFile::write under the machine lock. Each write must give the model's outcome:
 //     EINVAL for bad syntax, EBUSY when newly set bits reach the mdev's assignment (vfio_ap's
-//     in_use), else success. A rejected write changes nothing: not the masks, not a binding, not
-//     the tree, no uevent. After every write each queue is bound to cex4queue exactly when it is
+//     in_use), else success. A rejected (or no-op) write changes nothing: not the masks, not a
+//     binding, no node, no uevent (the whole tree text for one input in eight). After every write each queue is bound to cex4queue exactly when it is
 //     in apmask x aqmask, else to vfio_ap; an accepted change sends one change uevent on
 //     /devices/ap with APMASK=/AQMASK=<hex>\n; an unchanged mask sends none.
 //
