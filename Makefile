@@ -12,9 +12,12 @@ TEST_FUZZ_SECONDS ?= 15
 # The sanitizer and fuzz builds use -O1 (ASan's usual level): a third of -O2's compile time.
 SAN_CMAKE = -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
             -DAPEMU_BENCH=OFF
-# Sanitizer runtime options: any report fails (UBSan halts; LeakSanitizer checks at exit).
-SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \
-          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# Sanitizer runtime options: any report fails (UBSan halts; LeakSanitizer checks at exit). The
+# reports of every instrumented process, the daemons the integration tests start included, go
+# to $(SAN_LOGS), which must stay empty.
+SAN_LOGS = $(CURDIR)/$(ASAN_BUILD)/sanitizer-logs
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan
 
 .PHONY: all deps configure build sysroot run test bench clean asan-build asan-test fuzz-build fuzz
 
@@ -52,7 +55,10 @@ asan-build: deps
 asan-test: asan-build sysroot
 	@for f in s390x-sysroot s390x-sysroot.unavailable; do \
 	  if [ -e $(BUILD)/$$f ]; then ln -sfn $(CURDIR)/$(BUILD)/$$f $(ASAN_BUILD)/$$f; fi; done
-	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -E '$(ASAN_EXCLUDE)'
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -E '$(ASAN_EXCLUDE)'; \
+	  rc=$$?; if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	    echo "asan-test: sanitizer reports:"; tail -n +1 $(SAN_LOGS)/*; exit 1; fi; exit $$rc
 
 fuzz-build: deps
 	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) \
