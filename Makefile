@@ -19,7 +19,11 @@ SAN_LOGS = $(CURDIR)/$(ASAN_BUILD)/sanitizer-logs
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
           UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan
 
-.PHONY: all deps configure build sysroot run test bench clean asan-build asan-test fuzz-build fuzz
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all deps configure build sysroot run test bench install package-test clean asan-build \
+        asan-test fuzz-build fuzz
 
 all: build
 
@@ -75,6 +79,20 @@ bench: build
 	./bench/boot_bench.sh
 	./$(BUILD)/bench/vfio_ap_bench
 	./bench/mdevctl_cycle.sh $(BUILD) 100
+
+# Installs the binary, the preset topologies and the man page below $(DESTDIR)$(PREFIX). The
+# prefix is compiled in (the installed binary finds its presets there), so a different PREFIX
+# re-configures and rebuilds the binary.
+install: configure
+	@grep -qx 'CMAKE_INSTALL_PREFIX:PATH=$(abspath $(PREFIX))' $(BUILD)/CMakeCache.txt || \
+	  cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target apemu
+	DESTDIR=$(if $(DESTDIR),$(abspath $(DESTDIR))) cmake --install $(BUILD)
+
+# Builds the Debian package, installs it, runs a smoke test and purges it (scripts/package-test.sh).
+package-test: deps
+	@./scripts/install-package-deps.sh
+	./scripts/package-test.sh $(BUILD) $(JOBS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

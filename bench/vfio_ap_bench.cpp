@@ -149,7 +149,7 @@ void BM_AssignUnassignAdapterWithGuests(benchmark::State& state) {
   Machine& m = machine();
   {
     auto g = m.tb->lock();
-    for (auto* md : m.mdevs) (void)m.vfio->guest_start(*md);
+    for (auto* md : m.mdevs) (void)m.tb->qemu()->start(*md);
   }
   unsigned k = 0;
   for (auto _ : state) {
@@ -168,7 +168,7 @@ void BM_AssignUnassignAdapterWithGuests(benchmark::State& state) {
   }
   {
     auto g = m.tb->lock();
-    for (auto* md : m.mdevs) (void)m.vfio->guest_stop(*md);
+    for (auto* md : m.mdevs) (void)m.tb->qemu()->stop(md->name());
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * 2);
 }
@@ -179,11 +179,11 @@ void BM_ApConfigReplace(benchmark::State& state) {
   Machine& m = machine();
   std::vector<std::array<std::string, 2>> cfg(kMdevs);
   for (unsigned i = 0; i < kMdevs; ++i) {
-    vfio_ap::IdSet apm, four, five;
-    apm.set(i);
-    for (unsigned d = 0; d < 4; ++d) four.set(d);
-    five = four;
-    five.set(4);
+    ApidMask apm;
+    ApqiMask four, five;
+    apm.set(to_apid(i));
+    four = ApqiMask::range(3);
+    five = ApqiMask::range(4);
     cfg[i] = {apm.hex() + "," + four.hex() + ",0x0", apm.hex() + "," + five.hex() + ",0x0"};
   }
   unsigned k = 0, flip = 0;

@@ -9,16 +9,17 @@ status=0
 allowed() {
   case "$1" in
     base) echo "" ;;
+    profile) echo "base" ;;
     kernfs) echo "base" ;;
     uevent) echo "base" ;;
-    core) echo "base kernfs uevent" ;;
-    ap|mdev) echo "base kernfs uevent core" ;;
-    vfio_ap) echo "base kernfs uevent core ap mdev" ;;
-    kvm) echo "base kernfs uevent core ap mdev vfio_ap" ;;
+    core) echo "base profile kernfs uevent" ;;
+    ap|mdev) echo "base profile kernfs uevent core" ;;
+    kvm) echo "base" ;;
+    vfio_ap) echo "base profile kernfs uevent core ap mdev kvm" ;;
     fusefs) echo "base kernfs" ;;
     netlink) echo "base uevent" ;;
-    topology) echo "base kernfs uevent core ap" ;;
-    testbed) echo "base kernfs uevent core ap mdev vfio_ap kvm fusefs netlink topology" ;;
+    topology) echo "base profile kernfs uevent core ap" ;;
+    testbed) echo "base profile kernfs uevent core ap mdev vfio_ap kvm fusefs netlink topology" ;;
     *) echo "" ;;
   esac
 }

@@ -21,6 +21,25 @@ inline Result<std::size_t> sysfs_write(core::Core& core, std::string_view path,
   return f.write(text);
 }
 
+/// A write that may block, as the FUSE adapter makes it: the write's result, and the completion
+/// to wait on when the store blocked (result kEIocbQueued).
+struct BlockingWrite {
+  Result<std::size_t> result = std::size_t{0};
+  std::shared_ptr<Completion> completion;
+};
+
+inline BlockingWrite sysfs_write_blocking(core::Core& core, std::string_view path,
+                                          std::string_view text) {
+  core.held();
+  auto node = core.tree().resolve(path);
+  if (!node) return {Error(ENOENT), nullptr};
+  auto f = kernfs::OpenFile::open(node, false, true);
+  if (!f) return {f.error(), nullptr};
+  kernfs::Blocker b;
+  auto r = f->write(text, &b);
+  return {std::move(r), b.completion()};
+}
+
 inline Result<std::string> sysfs_read(core::Core& core, std::string_view path) {
   core.held();
   auto node = core.tree().resolve(path);

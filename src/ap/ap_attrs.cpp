@@ -1,5 +1,7 @@
 // The sysfs files of the AP bus layer: /sys/bus/ap/*, card and queue attributes
-// (ap-bus.md §2.1, §4.1, §4.3). Formats and errno follow the tables of the spec row by row.
+// (ap-bus.md §2.1, §4.1, §4.3). Formats and errno follow the tables of the spec row by row; the
+// rows a kernel profile lacks are hidden by is_visible, and formats that changed between
+// kernels ask the profile (ap-bus.md §11).
 #include "ap_attrs.h"
 
 #include <cstdio>
@@ -11,6 +13,7 @@ namespace apemu::ap {
 
 using core::Bus;
 using core::Device;
+using profile::MaxMsgSize;
 
 namespace {
 
@@ -23,18 +26,21 @@ std::string fmt_X8(std::uint32_t v) {
 }
 ApBus& ap_of(Bus& b) { return *static_cast<ApBus*>(b.data()); }
 
+/// AP_DEFAULT_MAX_MSG_SIZE.
+constexpr unsigned kDefaultMaxMsgSize = 12288;
+
 } // namespace
 
 // ---- /sys/bus/ap -----------------------------------------------------------------------------
 
 struct ApBusAttrs {
-  static Result<std::string> ap_domain_show(Bus& b) { return fmt_d(ap_of(b).m_ap_domain); }
+  static Result<std::string> ap_domain_show(Bus& b) { return fmt_d(ap_of(b).ap_domain()); }
   static Result<void> ap_domain_store(Bus& b, std::string_view t) {
     APEMU_TRY(long long d, sscanf_int(t, 0));
     if (d < -0x7fffffffLL || d > 0x7fffffffLL) return Error(EINVAL);
     return ap_of(b).set_ap_domain(static_cast<int>(d));
   }
-  static Result<std::string> qci_mask(Bus& b, const Mask256 Qci::*m) {
+  template <class Id> static Result<std::string> qci_mask(Bus& b, const IdMask<Id> Qci::*m) {
     const Qci& q = ap_of(b).hw().qci();
     if (!q.available) return std::string("not supported\n");
     return (q.*m).hex() + "\n";
@@ -56,14 +62,31 @@ struct ApBusAttrs {
     return fmt_d(ap_of(b).knobs().poll_thread ? 1 : 0);
   }
   static Result<void> poll_thread_store(Bus& b, std::string_view t) {
-    APEMU_TRY(bool on, kstrtobool(t));
+    bool on;
+    if (ap_of(b).profile().ap_poll_thread_kstrtobool) {
+      APEMU_TRY(on, kstrtobool(t));
+    } else {
+      APEMU_TRY(long long v, sscanf_int(t, 10)); // older kernels: sscanf("%d"), non-zero = on
+      on = v != 0;
+    }
     // With adapter interrupts the poll thread is not started; the value stays 0.
     ap_of(b).knobs().poll_thread = on && !ap_of(b).hw().interrupts();
     return {};
   }
   static Result<std::string> poll_timeout_show(Bus& b) { return fmt_u(ap_of(b).knobs().poll_timeout); }
   static Result<void> poll_timeout_store(Bus& b, std::string_view t) {
-    APEMU_TRY(std::uint64_t v, kstrtoul(t, 0));
+    std::uint64_t v;
+    if (ap_of(b).profile().ap_poll_timeout_kstrtoul) {
+      APEMU_TRY(v, kstrtoul(t, 0)); // ≈6.5+: 0..120e9
+    } else {
+      // Older kernels: sscanf("%llu"), 1..120e9. An unsigned conversion takes no sign.
+      if (t.find_first_not_of(" \t\n") != std::string_view::npos &&
+          t[t.find_first_not_of(" \t\n")] == '-')
+        return Error(EINVAL);
+      APEMU_TRY(long long s, sscanf_int(t, 10));
+      if (s < 1) return Error(EINVAL);
+      v = static_cast<std::uint64_t>(s);
+    }
     if (v > 120000000000ull) return Error(EINVAL);
     ap_of(b).knobs().poll_timeout = v;
     return {};
@@ -106,6 +129,13 @@ struct ApBusAttrs {
     // Quirk: QCI present but no flag set reads as an empty file.
     return s.empty() ? s : s + "\n";
   }
+  static mode_t visible(Bus& b, const core::BusAttribute& a) {
+    const auto& p = b.core().profile(); // called inside bus_register, before set_data
+    if (a.name == "scans" || a.name == "bindings") return p.ap_bindings ? a.mode : 0;
+    if (a.name == "bindings_complete_count") return p.ap_bindings_once ? a.mode : 0;
+    if (a.name == "features") return p.ap_bus_features ? a.mode : 0;
+    return a.mode;
+  }
 };
 
 static const core::BusAttribute kBusAttrs[] = {
@@ -126,7 +156,7 @@ static const core::BusAttribute kBusAttrs[] = {
     {"bindings_complete_count", 0444, ApBusAttrs::complete_count_show, nullptr},
     {"features", 0444, ApBusAttrs::features_show, nullptr},
 };
-static const core::BusAttributeGroup kBusGroups[] = {{"", kBusAttrs, nullptr}};
+static const core::BusAttributeGroup kBusGroups[] = {{"", kBusAttrs, ApBusAttrs::visible}};
 
 std::span<const core::BusAttributeGroup> bus_attr_groups() { return kBusGroups; }
 
@@ -134,16 +164,20 @@ std::span<const core::BusAttributeGroup> bus_attr_groups() { return kBusGroups; 
 
 struct ApCardAttrs {
   static ApCard& c(Device& d) { return static_cast<ApCard&>(d); }
+  static const profile::KernelProfile& p(Device& d) { return c(d).ap_bus().profile(); }
   static Result<std::string> hwtype(Device& d) { return fmt_d(c(d).hwtype()); }
   static Result<std::string> raw_hwtype(Device& d) { return fmt_d(c(d).raw_type()); }
-  static Result<std::string> depth(Device& d) { return fmt_d(c(d).depth()); }
+  static Result<std::string> depth(Device& d) {
+    // Newer kernels print the number of slots (qd + 1), older ones TAPQ's qd (§4.1).
+    return fmt_d(c(d).qd() + (p(d).ap_card_depth_qd_plus_one ? 1 : 0));
+  }
   static Result<std::string> functions(Device& d) { return fmt_X8(c(d).functions()); }
   static Result<std::string> request_count(Device& d) { return fmt_u(c(d).m_request_count); }
   static Result<void> request_count_reset(Device& d, std::string_view) {
     // Any write resets the card counter and those of all its queues.
     c(d).m_request_count = 0;
-    for (unsigned q = 0; q < kMaxApIds; ++q)
-      if (auto* qu = c(d).queue(q)) qu->m_request_count = 0;
+    for (auto& q : c(d).m_queues)
+      if (q) q->m_request_count = 0;
     return {};
   }
   static Result<std::string> zero(Device&) { return std::string("0\n"); }
@@ -159,7 +193,16 @@ struct ApCardAttrs {
     return c(d).ap_bus().sclp_configure(c(d).id(), v == 1);
   }
   static Result<std::string> chkstop(Device& d) { return fmt_d(c(d).chkstop() ? 1 : 0); }
-  static Result<std::string> max_msg_size(Device& d) { return fmt_u(c(d).max_msg_size()); }
+  static Result<std::string> max_msg_size(Device& d) {
+    const int ml = c(d).ml();
+    const int floor = p(d).ap_max_msg_size == MaxMsgSize::MlOver3 ? 3 : 0;
+    return fmt_u(ml > floor ? static_cast<unsigned>(ml) * 4096u : kDefaultMaxMsgSize);
+  }
+  static mode_t visible(Device& d, const core::DeviceAttribute& a) {
+    if (a.name == "config" || a.name == "chkstop") return p(d).ap_config_attrs ? a.mode : 0;
+    if (a.name == "max_msg_size") return p(d).ap_max_msg_size != MaxMsgSize::Absent ? a.mode : 0;
+    return a.mode;
+  }
 };
 
 static const core::DeviceAttribute kCardAttrs[] = {
@@ -175,7 +218,7 @@ static const core::DeviceAttribute kCardAttrs[] = {
     {"chkstop", 0444, ApCardAttrs::chkstop, nullptr},
     {"max_msg_size", 0444, ApCardAttrs::max_msg_size, nullptr},
 };
-static const core::DeviceAttributeGroup kCardGroups[] = {{"", kCardAttrs, nullptr}};
+static const core::DeviceAttributeGroup kCardGroups[] = {{"", kCardAttrs, ApCardAttrs::visible}};
 
 std::span<const core::DeviceAttributeGroup> card_attr_groups() { return kCardGroups; }
 
@@ -183,8 +226,10 @@ std::span<const core::DeviceAttributeGroup> card_attr_groups() { return kCardGro
 
 struct ApQueueAttrs {
   static ApQueue& q(Device& d) { return static_cast<ApQueue&>(d); }
+  static const profile::KernelProfile& p(Device& d) { return q(d).card().ap_bus().profile(); }
   static Result<std::string> request_count(Device& d) {
-    if (q(d).dev_state() == DevState::Uninitiated) return std::string("-\n");
+    if (p(d).ap_request_count_dash && q(d).dev_state() == DevState::Uninitiated)
+      return std::string("-\n");
     return fmt_u(q(d).m_request_count);
   }
   static Result<void> request_count_reset(Device& d, std::string_view) {
@@ -218,26 +263,22 @@ struct ApQueueAttrs {
   static Result<std::string> config(Device& d) { return fmt_d(q(d).config() ? 1 : 0); }
   static Result<std::string> chkstop(Device& d) { return fmt_d(q(d).chkstop() ? 1 : 0); }
   static Result<std::string> functions(Device& d) {
-    auto t = q(d).card().ap_bus().hw().tapq(q(d).apid(), q(d).apqi());
+    auto t = q(d).card().ap_bus().hw().tapq(q(d).apqn());
     if (t.rc > 5) return Error(EIO);
     return fmt_X8(t.functions);
   }
   static Result<std::string> override_show(Device& d) {
-    const auto& o = q(d).m_driver_override;
-    return (o ? *o : std::string()) + "\n";
+    // "%s\n" of the override, or an empty line (6.19's AP show, unlike the generic "(null)").
+    return (q(d).driver_override() ? *q(d).driver_override() : std::string()) + "\n";
   }
   static Result<void> override_store(Device& d, std::string_view t) {
-    ApBus& ap = q(d).card().ap_bus();
-    // 6.19: overrides and non-default masks exclude each other.
-    if (ap.masks_in_use()) return Error(EINVAL);
-    if (t.size() >= 4096 - 1) return Error(EINVAL);
-    t = t.substr(0, t.find('\n'));
-    auto& o = q(d).m_driver_override;
-    const bool had = o != nullptr;
-    if (t.empty()) o.reset();
-    else o = std::make_unique<std::string>(t);
-    ap.m_override_count += (o ? 1 : 0) - (had ? 1 : 0);
-    return {};
+    return q(d).card().ap_bus().set_queue_override(q(d), t);
+  }
+  static mode_t visible(Device& d, const core::DeviceAttribute& a) {
+    if (a.name == "config" || a.name == "chkstop") return p(d).ap_config_attrs ? a.mode : 0;
+    if (a.name == "ap_functions") return p(d).ap_queue_functions_attr ? a.mode : 0;
+    if (a.name == "driver_override") return p(d).ap_queue_driver_override ? a.mode : 0;
+    return a.mode;
   }
 };
 
@@ -252,7 +293,7 @@ static const core::DeviceAttribute kQueueAttrs[] = {
     {"ap_functions", 0444, ApQueueAttrs::functions, nullptr},
     {"driver_override", 0644, ApQueueAttrs::override_show, ApQueueAttrs::override_store},
 };
-static const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs, nullptr}};
+static const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs, ApQueueAttrs::visible}};
 
 std::span<const core::DeviceAttributeGroup> queue_attr_groups() { return kQueueGroups; }
 

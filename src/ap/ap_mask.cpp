@@ -1,50 +1,23 @@
-// Mask formatting and the apmask/aqmask grammar (ap-bus.md §2.2).
+// The apmask/aqmask grammar, hex2bitmap and topology id lists (ap-bus.md §2.2).
 #include "apemu/ap/ap_mask.h"
 
 #include <cctype>
 #include <cstdint>
 #include <optional>
-
-#include "apemu/base/parse.h"
+#include <string>
 
 namespace apemu::ap {
 
-std::string Mask256::hex() const {
-  static const char* digits = "0123456789abcdef";
-  std::string out = "0x";
-  out.reserve(66);
-  for (unsigned nib = 0; nib < 64; ++nib) {
-    unsigned v = 0;
-    for (unsigned b = 0; b < 4; ++b) v = (v << 1) | (m_bits.test(nib * 4 + b) ? 1u : 0u);
-    out += digits[v];
-  }
-  return out;
-}
-
-std::string Mask256::list() const {
-  std::string out;
-  for (unsigned i = 0; i < kMaxApIds;) {
-    if (!m_bits.test(i)) {
-      ++i;
-      continue;
-    }
-    unsigned j = i;
-    while (j + 1 < kMaxApIds && m_bits.test(j + 1)) ++j;
-    if (!out.empty()) out += ',';
-    out += std::to_string(i);
-    if (j > i) out += "-" + std::to_string(j);
-    i = j + 1;
-  }
-  return out;
-}
-
 namespace {
 
-/// simple_strtoul(base 0) on a prefix: returns the value and the number of characters used.
+/// simple_strtoul(base 0) on a prefix: the value (saturated far above 255) and the number of
+/// characters used; nullopt when no digit was converted.
 std::optional<std::pair<std::uint64_t, std::size_t>> strtoul_prefix(std::string_view s) {
   unsigned base = 10;
   std::size_t i = 0;
-  if (s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && s.size() > 2 &&
+  // _parse_integer_fixup_radix: "0x" (either case) before a hex digit is hex, else a leading 0
+  // is octal.
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') &&
       std::isxdigit(static_cast<unsigned char>(s[2]))) {
     base = 16;
     i = 2;
@@ -61,14 +34,17 @@ std::optional<std::pair<std::uint64_t, std::size_t>> strtoul_prefix(std::string_
     else if (c >= 'A' && c <= 'F') d = static_cast<unsigned>(c - 'A' + 10);
     else break;
     if (d >= base) break;
-    if (v < (1ull << 40)) v = v * base + d; // saturate far above 255
+    if (v < (1ull << 40)) v = v * base + d;
   }
   if (i == start) return std::nullopt;
   return std::make_pair(v, i);
 }
 
-Result<Mask256> parse_relative(std::string_view s, Mask256 mask) {
-  // Terms (+|-)N[-M] separated by any number of ',' or '\n'.
+template <class Id> Id as_id(std::uint64_t n) { return Id{static_cast<std::uint8_t>(n)}; }
+
+template <class Id> Result<IdMask<Id>> parse_relative(std::string_view s, IdMask<Id> mask) {
+  // Terms (+|-)N[-M], separated by any number of ',' or '\n' (or by nothing: the next term just
+  // has to start with its sign).
   std::size_t i = 0;
   while (i < s.size()) {
     if (s[i] == ',' || s[i] == '\n') {
@@ -90,40 +66,38 @@ Result<Mask256> parse_relative(std::string_view s, Mask256 mask) {
       hi = b->first;
     }
     if (lo >= kMaxApIds || hi >= kMaxApIds || hi < lo) return Error(EINVAL);
-    // No separator is required between terms: the next one must just start with a sign.
-    for (auto n = lo; n <= hi; ++n) mask.set(static_cast<unsigned>(n), sign == '+');
+    for (auto n = lo; n <= hi; ++n) mask.set(as_id<Id>(n), sign == '+');
   }
   return mask;
 }
 
-Result<Mask256> parse_absolute(std::string_view s) {
-  Mask256 mask;
+} // namespace
+
+template <class Id> Result<IdMask<Id>> hex2bitmap(std::string_view s) {
+  IdMask<Id> mask;
   std::size_t i = 0;
-  // hex2bitmap skips "0x" or "x", lower case only: "0X…" is EINVAL (ap-bus.md §2.2).
-  if (s.size() >= 2 && s[0] == '0' && s[1] == 'x') i = 2;
-  else if (!s.empty() && s[0] == 'x') i = 1;
+  if (s.size() >= 2 && s[0] == '0' && s[1] == 'x') i = 1;
+  if (i < s.size() && s[i] == 'x') ++i;
   unsigned nib = 0;
-  while (i < s.size() && nib < 64 && std::isxdigit(static_cast<unsigned char>(s[i]))) {
+  for (; i < s.size() && nib < 64 && std::isxdigit(static_cast<unsigned char>(s[i])); ++i, ++nib) {
     const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(s[i])));
     const unsigned v = c <= '9' ? static_cast<unsigned>(c - '0') : static_cast<unsigned>(c - 'a' + 10);
-    for (unsigned b = 0; b < 4; ++b) mask.set(nib * 4 + b, v & (8u >> b));
-    ++nib;
-    ++i;
+    for (unsigned b = 0; b < 4; ++b)
+      if (v & (8u >> b)) mask.set(as_id<Id>(nib * 4 + b));
   }
   if (i < s.size() && s[i] == '\n') ++i;
   if (i != s.size()) return Error(EINVAL);
   return mask;
 }
 
-} // namespace
-
-Result<Mask256> parse_ap_mask(std::string_view text, const Mask256& current) {
+template <class Id>
+Result<IdMask<Id>> parse_ap_mask(std::string_view text, const IdMask<Id>& current) {
   if (!text.empty() && (text[0] == '+' || text[0] == '-')) return parse_relative(text, current);
-  return parse_absolute(text);
+  return hex2bitmap<Id>(text);
 }
 
-Result<Mask256> parse_id_list(std::string_view text, unsigned max_id) {
-  Mask256 m;
+template <class Id> Result<IdMask<Id>> parse_id_list(std::string_view text, unsigned max_id) {
+  IdMask<Id> m;
   std::size_t i = 0;
   while (i < text.size()) {
     if (text[i] == ',' || text[i] == ' ') {
@@ -145,9 +119,17 @@ Result<Mask256> parse_id_list(std::string_view text, unsigned max_id) {
       return Error(EINVAL, "unexpected '" + std::string(1, text[i]) + "'");
     if (hi < lo) return Error(EINVAL, "empty range");
     if (hi > max_id) return Error(ERANGE, "id " + std::to_string(hi) + " above " + std::to_string(max_id));
-    for (auto n = lo; n <= hi; ++n) m.set(static_cast<unsigned>(n));
+    for (auto n = lo; n <= hi; ++n) m.set(as_id<Id>(n));
   }
   return m;
 }
+
+#define APEMU_AP_MASK_INSTANTIATE(Id)                                                              \
+  template Result<IdMask<Id>> hex2bitmap<Id>(std::string_view);                                    \
+  template Result<IdMask<Id>> parse_ap_mask<Id>(std::string_view, const IdMask<Id>&);              \
+  template Result<IdMask<Id>> parse_id_list<Id>(std::string_view, unsigned);
+APEMU_AP_MASK_INSTANTIATE(Apid)
+APEMU_AP_MASK_INSTANTIATE(Apqi)
+#undef APEMU_AP_MASK_INSTANTIATE
 
 } // namespace apemu::ap

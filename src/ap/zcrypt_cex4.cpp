@@ -2,6 +2,7 @@
 #include "apemu/ap/zcrypt.h"
 
 #include <cstdio>
+#include <vector>
 
 #include "apemu/ap/abi_names.h"
 #include "apemu/base/parse.h"
@@ -12,6 +13,8 @@ using core::Device;
 using uevent::Action;
 
 std::string zcrypt_type_name(const ApCard& card) {
+  // CEX2/CEX3 carry their mode in the type name (CEX2A, CEX3C); CEX4+ append it.
+  if (card.raw_type() < kApTypeCex4) return std::string(type_name(card.raw_type()));
   const auto m = card.mode();
   const char suffix = !m ? '?' : *m == ApMode::Accel ? 'A' : *m == ApMode::Cca ? 'C' : 'P';
   return "CEX" + std::to_string(card.hwtype() - 6) + suffix; // type 10 is CEX4
@@ -40,7 +43,7 @@ std::string card_serial(const ApCard& card) {
   if (const Adapter* a = card.ap_bus().hw().adapter(card.id()); a && !a->serialnr.empty())
     return a->serialnr;
   char b[16];
-  std::snprintf(b, sizeof b, "93%06X", static_cast<unsigned>(pattern(card.id(), 0, 1) & 0xFFFFFF));
+  std::snprintf(b, sizeof b, "93%06X", static_cast<unsigned>(pattern(id(card.id()), 0, 1) & 0xFFFFFF));
   return b;
 }
 
@@ -101,6 +104,13 @@ static mode_t card_visible(Device& d, const core::DeviceAttribute& a) {
 
 static const core::DeviceAttributeGroup kCardGroups[] = {{"", kCardAttrs, card_visible}};
 
+/// zcrypt_card_attrs alone: what the cex2a/cex2c drivers (≤6.4) give their cards.
+static mode_t common_card_visible(Device&, const core::DeviceAttribute& a) {
+  return a.name == "type" || a.name == "online" || a.name == "load" ? a.mode : 0;
+}
+static const core::DeviceAttributeGroup kCommonCardGroups[] = {
+    {"", kCardAttrs, common_card_visible}};
+
 // ---- queue attributes ------------------------------------------------------------------------
 
 static Result<std::string> queue_online(Device& d) {
@@ -113,7 +123,7 @@ static Result<void> queue_online_store(Device& d, std::string_view t) {
 }
 static Result<std::string> queue_mkvps(Device& d) {
   auto& q = static_cast<ApQueue&>(d);
-  const unsigned a = q.apid(), dom = q.apqi();
+  const unsigned a = id(q.apid()), dom = id(q.apqi());
   if (q.card().mode() == ApMode::Ep11) {
     return "WK CUR: valid 0x" + hex16(pattern(a, dom, 10)) + hex16(pattern(a, dom, 11)) +
            hex16(pattern(a, dom, 12)) + hex16(pattern(a, dom, 13)) + "\nWK NEW: empty -\n";
@@ -148,10 +158,17 @@ static mode_t queue_visible(Device& d, const core::DeviceAttribute& a) {
 
 static const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs, queue_visible}};
 
+/// zcrypt_queue_attrs alone (cex2a/cex2c queues).
+static mode_t common_queue_visible(Device&, const core::DeviceAttribute& a) {
+  return a.name == "online" || a.name == "load" ? a.mode : 0;
+}
+static const core::DeviceAttributeGroup kCommonQueueGroups[] = {
+    {"", kQueueAttrs, common_queue_visible}};
+
 // ---- online semantics ------------------------------------------------------------------------
 
 static bool bound_to_zcrypt(const ApQueue& q) {
-  return q.driver() && q.driver()->name() == abi::kCex4Queue;
+  return q.driver() && ApBus::ops_of(*q.driver()).default_driver;
 }
 
 Result<void> Zcrypt::set_card_online(ApCard& card, bool on) {
@@ -162,7 +179,7 @@ Result<void> Zcrypt::set_card_online(ApCard& card, bool on) {
   (void)core.device_uevent(card, Action::Change, {{"ONLINE", on ? "1" : "0"}});
   // Every zcrypt queue of the card follows; each one that changed gets its own event.
   for (unsigned d = 0; d < kMaxApIds; ++d) {
-    ApQueue* q = card.queue(d);
+    ApQueue* q = card.queue(to_apqi(d));
     if (!q || !bound_to_zcrypt(*q) || q->m_soft_online == on) continue;
     q->m_soft_online = on;
     (void)core.device_uevent(*q, Action::Change, {{"ONLINE", on ? "1" : "0"}});
@@ -184,39 +201,63 @@ Result<void> Zcrypt::set_queue_online(ApQueue& q, bool on) {
 // ---- registration ----------------------------------------------------------------------------
 
 Result<std::unique_ptr<Zcrypt>> Zcrypt::create(ApBus& bus) {
+  bus.core().held();
   std::unique_ptr<Zcrypt> z(new Zcrypt(bus));
-  ApDriverOps card;
-  card.base.name = std::string(abi::kCex4Card);
-  card.base.mod_name = std::string(abi::kZcryptCex4Module);
-  card.base.dev_groups = kCardGroups;
-  card.base.probe = [](Device& d) -> Result<void> {
-    auto& c = static_cast<ApCard&>(d);
-    if (!c.mode()) return Error(ENODEV); // no mode bit: not a usable crypto card
-    c.m_soft_online = true;                // a newly bound card starts online
-    return {};
+  // zcrypt_cex4 for CEX4..CEX8; up to 6.4 also zcrypt_cex2a and zcrypt_cex2c for CEX2/CEX3
+  // (ap-bus.md §3.3). Cards first, then queues, per module, as the modules register them.
+  struct Spec {
+    std::string_view card, queue, module;
+    ApTypes types;
+    std::span<const core::DeviceAttributeGroup> card_groups, queue_groups;
   };
-  card.card_driver = true;
-  card.default_driver = true;
-  APEMU_TRY(z->m_card_drv, bus.register_driver(std::move(card)));
-  ApDriverOps queue;
-  queue.base.name = std::string(abi::kCex4Queue);
-  queue.base.mod_name = std::string(abi::kZcryptCex4Module);
-  queue.base.dev_groups = kQueueGroups;
-  queue.base.probe = [](Device& d) -> Result<void> {
-    auto& q = static_cast<ApQueue&>(d);
-    q.start_state_machine();
-    q.m_soft_online = true;
-    return {};
-  };
-  queue.base.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
-  queue.default_driver = true;
-  APEMU_TRY(z->m_queue_drv, bus.register_driver(std::move(queue)));
+  std::vector<Spec> specs = {{abi::kCex4Card, abi::kCex4Queue, abi::kZcryptCex4Module,
+                              kCex4PlusTypes, kCardGroups, kQueueGroups}};
+  if (bus.profile().ap_min_card_type <= kApTypeCex2a) {
+    specs.push_back({abi::kCex2aCard, abi::kCex2aQueue, abi::kZcryptCex2aModule,
+                     ap_types({kApTypeCex2a, kApTypeCex3a}), kCommonCardGroups,
+                     kCommonQueueGroups});
+    specs.push_back({abi::kCex2cCard, abi::kCex2cQueue, abi::kZcryptCex2cModule,
+                     ap_types({kApTypeCex2c, kApTypeCex3c}), kCommonCardGroups,
+                     kCommonQueueGroups});
+  }
+  for (const Spec& sp : specs) {
+    ApDriverOps card;
+    card.base.name = std::string(sp.card);
+    card.base.mod_name = std::string(sp.module);
+    card.base.dev_groups = sp.card_groups;
+    card.base.probe = [](Device& d) -> Result<void> {
+      auto& c = static_cast<ApCard&>(d);
+      if (!c.mode()) return Error(ENODEV); // no mode bit: not a usable crypto card
+      c.m_soft_online = true;               // a newly bound card starts online
+      return {};
+    };
+    card.card_driver = true;
+    card.default_driver = true;
+    card.types = sp.types;
+    APEMU_TRY(auto* cd, bus.register_driver(std::move(card)));
+    z->m_drivers.push_back(cd);
+    ApDriverOps queue;
+    queue.base.name = std::string(sp.queue);
+    queue.base.mod_name = std::string(sp.module);
+    queue.base.dev_groups = sp.queue_groups;
+    queue.base.probe = [](Device& d) -> Result<void> {
+      auto& q = static_cast<ApQueue&>(d);
+      q.start_state_machine();
+      q.m_soft_online = true;
+      return {};
+    };
+    queue.base.remove = [](Device& d) { static_cast<ApQueue&>(d).m_soft_online = false; };
+    queue.default_driver = true;
+    queue.types = sp.types;
+    APEMU_TRY(auto* qd, bus.register_driver(std::move(queue)));
+    z->m_drivers.push_back(qd);
+  }
   return z;
 }
 
 Zcrypt::~Zcrypt() {
-  m_bus->unregister_driver(m_queue_drv);
-  m_bus->unregister_driver(m_card_drv);
+  // Module exit in reverse order of registration.
+  for (auto it = m_drivers.rbegin(); it != m_drivers.rend(); ++it) m_bus->unregister_driver(*it);
 }
 
 } // namespace apemu::ap

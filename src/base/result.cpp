@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "apemu/base/assert.h"
+#include "apemu/base/runtime.h"
 
 namespace apemu {
 
@@ -12,11 +13,13 @@ std::string Errno::name() const {
   // strerrorname_np is glibc ≥ 2.32 (Debian 12 has 2.36).
   if (const char* n = strerrorname_np(m_code)) return n;
   if (m_code == kEProbeDefer) return "EPROBE_DEFER";
+  if (m_code == kEIocbQueued) return "EIOCBQUEUED";
   return "E" + std::to_string(m_code);
 }
 
 std::string Errno::message() const {
   if (m_code == kEProbeDefer) return "Driver requests probe retry";
+  if (m_code == kEIocbQueued) return "I/O queued, completes later";
   return std::strerror(m_code);
 }
 

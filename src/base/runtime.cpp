@@ -152,6 +152,7 @@ void Runtime::thread_main() {
       if (m_kind == ClockKind::Real)
         while (run_one_due(now())) {
         }
+      if (m_after_work) m_after_work();
       if (m_kind == ClockKind::Real && !m_timers.empty()) next = m_timers.begin()->first.first;
       std::lock_guard w(m_wake_mutex);
       gen = m_generation;

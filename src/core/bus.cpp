@@ -51,6 +51,13 @@ struct DriverFiles {
     auto dev = core.bus_find_device_by_name(drv.bus(), text);
     // The driver must want the device: no match is ENODEV (§2.4).
     if (!dev || core.driver_match_device(drv, *dev) == 0) return Error(ENODEV);
+    if (!core.profile().bind_reports_probe_errors) {
+      // Before 5.13 only a successful probe of an unbound device succeeded; everything else
+      // (already bound, deferred, the probe's own error) was ENODEV.
+      if (dev->driver()) return Error(ENODEV);
+      auto r = core.device_driver_attach(drv, *dev);
+      return r ? r : Result<void>(Error(ENODEV));
+    }
     return core.device_driver_attach(drv, *dev);
   }
   static Result<void> unbind_store(Driver& drv, std::string_view text) {

@@ -26,12 +26,7 @@ struct DeviceFiles {
     return (d.driver_override() ? *d.driver_override() : std::string("(null)")) + "\n";
   }
   static Result<void> override_store(Device& d, std::string_view text) {
-    if (text.size() >= kernfs::kPageSize - 1) return Error(EINVAL);
-    text = text.substr(0, text.find('\n'));
-    text = text.substr(0, text.find('\0'));
-    if (text.empty()) d.m_driver_override.reset();
-    else d.m_driver_override = std::make_unique<std::string>(text);
-    return {};
+    return d.core()->driver_set_override(d, text);
   }
   static Result<std::string> online_show(Device& d) {
     return std::string(d.core()->device_is_offline(d) ? "0\n" : "1\n");
@@ -60,7 +55,8 @@ Core::Core() : Core(std::make_unique<Runtime>()) {}
 
 Core::Core(std::unique_ptr<Runtime> own) : Core(*own) { m_own_rt = std::move(own); }
 
-Core::Core(Runtime& rt) : m_rt(&rt), m_tree(rt.lock()) {
+Core::Core(Runtime& rt, const profile::KernelProfile& profile)
+    : m_rt(&rt), m_profile(&profile), m_tree(rt.lock()) {
   auto lk = lock(); // construction is an entry point
   auto& root = *m_tree.root();
   // The top level of a real /sys; only some directories have content here.
@@ -86,6 +82,15 @@ std::shared_ptr<kernfs::Dir> Core::module_dir_for(const std::string& name) {
   held();
   if (auto n = m_module_dir->find(name)) return std::static_pointer_cast<kernfs::Dir>(n);
   return *m_tree.create_dir(*m_module_dir, name);
+}
+
+Result<void> Core::driver_set_override(Device& dev, std::string_view text) {
+  held();
+  if (text.size() >= kernfs::kPageSize - 1) return Error(EINVAL);
+  text = text.substr(0, text.find('\n'));
+  if (text.empty()) dev.m_driver_override.reset();
+  else dev.m_driver_override = std::make_unique<std::string>(text);
+  return {};
 }
 
 std::string Core::devpath(const Device& dev) const {
@@ -437,7 +442,7 @@ Result<void> Core::device_uevent(Device& dev, Action action,
   // The devices kset filter: only bus or class devices send events (§1.9).
   if ((!dev.m_bus && !dev.m_class && dev.m_uevent_subsystem.empty()) || dev.m_uevent_suppress)
     return {};
-  uevent::Env env;
+  uevent::Env env(m_profile->uevent_num_envp);
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
   const std::string path = devpath(dev);
   APEMU_TRY_VOID(env.add("DEVPATH", path));
@@ -459,7 +464,7 @@ Result<void> Core::device_uevent(Device& dev, Action action,
 std::string Core::device_uevent_text(const Device& dev) {
   held();
   if (!dev.m_bus && !dev.m_class) return {};
-  uevent::Env env;
+  uevent::Env env(m_profile->uevent_num_envp);
   if (!build_device_env(dev, env)) return {};
   std::string out;
   for (const auto& [k, v] : env.vars()) out += k + "=" + v + "\n";
@@ -479,7 +484,7 @@ Result<void> Core::device_uevent_store(Device& dev, std::string_view text) {
 Result<void> Core::send_object_event(Action action, const std::string& devpath,
                                      const std::string& subsystem,
                                      const std::vector<std::pair<std::string, std::string>>& extra) {
-  uevent::Env env;
+  uevent::Env env(m_profile->uevent_num_envp);
   APEMU_TRY_VOID(env.add("ACTION", uevent::action_name(action)));
   APEMU_TRY_VOID(env.add("DEVPATH", devpath));
   APEMU_TRY_VOID(env.add("SUBSYSTEM", subsystem));

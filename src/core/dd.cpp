@@ -15,8 +15,8 @@ using uevent::Action;
 int Core::driver_match_device(Driver& drv, Device& dev) {
   held();
   Bus& bus = drv.bus();
-  // driver_override (generic mechanism): when set, only the named driver may bind.
-  if (bus.type().driver_override && dev.m_driver_override)
+  // driver_override: when set, only the named driver may bind.
+  if (dev.m_driver_override)
     return *dev.m_driver_override == drv.name() ? 1 : 0;
   if (!bus.type().match) return 1;
   return bus.type().match(dev, drv);

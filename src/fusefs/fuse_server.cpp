@@ -255,6 +255,13 @@ struct FuseServer::Impl {
     q_cv.notify_one();
   }
 
+  /// The commit point of a successful store (Options::after_store). Locking: machine lock.
+  Result<std::size_t> commit(std::size_t count) {
+    if (!opt.after_store) return count;
+    if (auto r = opt.after_store(); !r) return r.error();
+    return count;
+  }
+
   static void send_write_reply(fuse_req_t req, const Result<std::size_t>& outcome) {
     // The writer may be gone (interrupted, connection aborted): nothing to undo then.
     if (outcome) (void)fuse_reply_write(req, *outcome);
@@ -267,7 +274,9 @@ struct FuseServer::Impl {
   void reply_after_changes(fuse_req_t req, Result<std::size_t> outcome) {
     {
       std::lock_guard g(q_mutex);
-      if (!queue.empty() && !stop) {
+      // Not queue.empty(): the notifier may have taken the store's changes into its batch and
+      // still be delivering them, with the queue already empty.
+      if (delivered != enqueued && !stop) {
         queue.push_back(Item{std::nullopt, req, std::move(outcome)});
         ++enqueued;
         q_cv.notify_one();
@@ -577,6 +586,7 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t,
       kernfs::Blocker blocker;
       auto res = h->file.write(std::string_view(buf, size), &blocker);
       if (res || res.error().code != kEIocbQueued) {
+        if (res) res = s.commit(*res);
         // The reply waits for the invalidations of what this store changed.
         r.detach();
         s.reply_after_changes(req, std::move(res)); // store()'s errno, unchanged
@@ -588,7 +598,8 @@ void op_write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t,
       blocker.completion()->on_done([&s, req, count](const Result<void>& done) {
         auto it = s.blocked.find(req);
         if (it == s.blocked.end()) return;
-        Result<std::size_t> outcome = done ? Result<std::size_t>(count) : Result<std::size_t>(done.error());
+        Result<std::size_t> outcome =
+            done ? s.commit(count) : Result<std::size_t>(done.error());
         if (!it->second.registered) {
           it->second.early = std::move(outcome);
           return;

@@ -38,13 +38,14 @@ MdevType* MdevParent::find_type(std::string_view dir_name) const {
 
 // ---- bus ---------------------------------------------------------------------------------------
 
-Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core, MdevBusOptions opt) {
+Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core) {
   core.held();
-  std::unique_ptr<MdevBus> mb(new MdevBus(core, opt));
+  std::unique_ptr<MdevBus> mb(new MdevBus(core));
+  const bool vendor_binds = mb->vendor_driver_binds();
   MdevBus* self = mb.get();
   core::BusType type;
   type.name = std::string(abi::kMdevBus);
-  if (!opt.legacy) {
+  if (vendor_binds) {
     // No automatic matching: only mdev_device_create's explicit attach binds.
     type.match = [](core::Device&, const core::Driver&) { return 0; };
   } else {
@@ -72,7 +73,7 @@ Result<std::unique_ptr<MdevBus>> MdevBus::create(core::Core& core, MdevBusOption
               core.tree().create_dir(*core.kernel_dir(), std::string(abi::kIommuGroups)));
     mb->m_made_groups_dir = true;
   }
-  if (opt.legacy) {
+  if (!vendor_binds) {
     core::DriverOps vfio_mdev;
     vfio_mdev.name = std::string(abi::kVfioMdev);
     vfio_mdev.mod_name = std::string(abi::kVfioMdev);
@@ -97,7 +98,7 @@ Result<MdevDriver*> MdevBus::register_driver(MdevDriverOps ops) {
   m_core->held();
   if (ops.device_api.empty()) return Error(EINVAL, "mdev driver without device_api");
   auto drv = std::make_unique<MdevDriver>(MdevDriver::Key{}, std::move(ops));
-  if (!m_opt.legacy) {
+  if (vendor_driver_binds()) {
     APEMU_TRY(drv->m_driver, m_core->driver_register(*m_bus, drv->m_ops.base));
   }
   m_drivers.push_back(std::move(drv));
@@ -193,7 +194,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
   MdevParent& parent = type.parent();
   MdevDriver& drv = parent.driver();
   if (m_by_uuid.count(uuid)) return Error(EEXIST, "mdev " + uuid.str() + " exists");
-  const bool core_counts = !m_opt.legacy;
+  const bool core_counts = vendor_driver_binds();
   if (core_counts) {
     if (parent.m_available == 0) return Error(drv.ops().exhausted_errno);
     --parent.m_available;
@@ -213,7 +214,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
     m_core->device_del(*dev);
     return e;
   };
-  if (!m_opt.legacy) {
+  if (vendor_driver_binds()) {
     if (auto r = m_core->device_driver_attach(*drv.driver(), *dev); !r) return undo(r.error());
   } else {
     // vfio_mdev bound on add (its bus probe attached the IOMMU group); the vendor's create op
@@ -229,7 +230,7 @@ Result<MdevDevice*> MdevBus::create_device(MdevType& type, const Uuid& uuid) {
     }
   }
   if (auto r = publish_device(*dev); !r) {
-    if (m_opt.legacy) {
+    if (!vendor_driver_binds()) {
       m_core->device_remove_groups(*dev, drv.ops().base.dev_groups);
       if (drv.ops().base.remove) drv.ops().base.remove(*dev);
     }
@@ -253,15 +254,41 @@ Result<void> MdevBus::publish_device(MdevDevice& dev) {
   return {};
 }
 
-Result<void> MdevBus::remove_device(MdevDevice& mdev) {
+Result<void> MdevBus::remove_device(MdevDevice& mdev, kernfs::Blocker* blocker) {
   m_core->held();
   if (!m_owned.count(&mdev)) return Error(ENODEV);
   if (!mdev.m_active) return Error(EAGAIN);
   if (mdev.parent_info().m_unregistering) return Error(ENODEV);
   MdevDriver& drv = mdev.parent_info().driver();
-  if (drv.ops().unregister_vfio_dev) APEMU_TRY_VOID(drv.ops().unregister_vfio_dev(mdev));
-  remove_common(mdev);
-  return {};
+  std::shared_ptr<Completion> released;
+  if (drv.ops().unregister_vfio_dev) {
+    APEMU_TRY(released, drv.ops().unregister_vfio_dev(mdev));
+  }
+  if (!released) {
+    remove_common(mdev);
+    return {};
+  }
+  // The device is in use: vfio_unregister_group_dev waits for the user to close it. Removal
+  // is under way (another `remove` gets EAGAIN) until it completes or the writer gives up.
+  if (!blocker) {
+    released->cancel(EAGAIN);
+    return Error(EAGAIN, "the device is in use and the caller cannot wait");
+  }
+  mdev.m_active = false;
+  std::shared_ptr<Completion> writer = blocker->block();
+  const Uuid uuid = mdev.uuid();
+  released->on_done([this, uuid, writer](const Result<void>& r) {
+    MdevDevice* d = find_device(uuid);
+    if (!d) return writer->complete(Error(ENODEV));
+    if (!r) {
+      d->m_active = true; // the remover gave up: the device stays as it was
+      return writer->complete(r);
+    }
+    remove_common(*d);
+    writer->complete({});
+  });
+  writer->on_cancel([released] { released->cancel(EINTR); });
+  return Error(kEIocbQueued);
 }
 
 void MdevBus::remove_common(MdevDevice& mdev) {
@@ -269,7 +296,7 @@ void MdevBus::remove_common(MdevDevice& mdev) {
   mdev.m_active = false;
   auto& tree = m_core->tree();
   MdevType& type = mdev.type();
-  if (m_opt.legacy) {
+  if (!vendor_driver_binds()) {
     // mdev_device_remove_ops: the vendor's remove, then its attribute groups.
     const auto& ops = mdev.parent_info().driver().ops();
     if (ops.base.remove) ops.base.remove(mdev);

@@ -52,18 +52,19 @@ const core::Attribute<MdevType> kTypeAttrs[] = {
     {abi::kDescription, 0444, MdevTypeFiles::description_show, nullptr},
 };
 
-Result<void> remove_store(core::Device& d, std::string_view text) {
+Result<void> remove_store(core::Device& d, std::string_view text, kernfs::Blocker* blocker) {
   // Any parse failure is EINVAL (the kernel maps every kstrtoul error, ERANGE included).
   auto v = kstrtoul(text, 0);
   if (!v) return Error(EINVAL);
   if (*v == 0) return {};
   MdevDevice& mdev = to_mdev_device(d);
-  // `mdev` may be destroyed by this call; nothing may touch it afterwards.
-  return mdev.mdev_bus().remove_device(mdev);
+  // `mdev` may be destroyed by this call; nothing may touch it afterwards. A device in use
+  // blocks the writer (kEIocbQueued) until its user releases it.
+  return mdev.mdev_bus().remove_device(mdev, blocker);
 }
 
 const core::DeviceAttribute kDeviceAttrs[] = {
-    {abi::kRemove, 0200, nullptr, remove_store},
+    core::DeviceAttribute::blocking(abi::kRemove, 0200, nullptr, remove_store),
 };
 
 const core::DeviceAttributeGroup kDeviceGroups[] = {{"", kDeviceAttrs}};

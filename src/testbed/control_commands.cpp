@@ -29,35 +29,28 @@ Result<std::string> card_command(Testbed& tb, const std::vector<std::string>& a)
   if (a[1] == "add") {
     if (a.size() < 5) return Error(EINVAL, "usage: card add ID TYPE MODE [DOMAINS]");
     ap::Adapter ad;
-    ad.id = id;
-    static const char* types[] = {"CEX4", "CEX5", "CEX6", "CEX7", "CEX8"};
-    ad.raw_type = 0;
-    for (int i = 0; i < 5; ++i)
-      if (a[3] == types[i]) ad.raw_type = ap::kApTypeCex4 + i;
-    if (!ad.raw_type) return Error(EINVAL, "unknown type '" + a[3] + "'");
-    if (a[4] == "accel") ad.mode = ap::ApMode::Accel;
-    else if (a[4] == "cca") ad.mode = ap::ApMode::Cca;
-    else if (a[4] == "ep11") ad.mode = ap::ApMode::Ep11;
-    else return Error(EINVAL, "unknown mode '" + a[4] + "'");
+    ad.id = to_apid(id);
+    APEMU_TRY(ad.raw_type, ap::parse_type_name(a[3]));
+    APEMU_TRY(ad.mode, ap::parse_mode_name(a[4]));
     if (a.size() > 5) {
-      APEMU_TRY(ad.domains, ap::parse_id_list(a[5]));
+      APEMU_TRY(ad.domains, ap::parse_id_list<Apqi>(a[5]));
     }
-    if (tb.hw()->adapter(id)) return Error(EEXIST, "adapter " + a[2] + " exists");
+    if (tb.hw()->adapter(ad.id)) return Error(EEXIST, "adapter " + a[2] + " exists");
     APEMU_TRY_VOID(bus->hotplug_adapter(std::move(ad)));
     return std::string();
   }
   if (a[1] == "remove") {
-    APEMU_TRY_VOID(bus->hotunplug_adapter(id));
+    APEMU_TRY_VOID(bus->hotunplug_adapter(to_apid(id)));
     return std::string();
   }
   if (a.size() < 4) return Error(EINVAL, "usage: card config|chkstop ID on|off");
   APEMU_TRY(bool on, parse_on_off(a[3]));
   if (a[1] == "config") {
-    APEMU_TRY_VOID(bus->sclp_configure(id, on));
+    APEMU_TRY_VOID(bus->sclp_configure(to_apid(id), on));
     return std::string();
   }
   if (a[1] == "chkstop") {
-    APEMU_TRY_VOID(bus->set_checkstop(id, on));
+    APEMU_TRY_VOID(bus->set_checkstop(to_apid(id), on));
     return std::string();
   }
   return Error(EINVAL, "unknown card verb '" + a[1] + "'");
@@ -77,54 +70,68 @@ Result<std::map<std::string, std::string>> parse_flags(const std::vector<std::st
   return out;
 }
 
-std::string guest_text(const vfio_ap::MatrixMdev& m) {
-  const vfio_ap::KvmGuest* g = m.kvm();
-  std::string out = "guest " + (g ? g->name() : std::string("-")) + " mdev " + m.name() + "\n";
-  if (!g) return out + "  (device open without a CRYCB: nothing passed through)\n";
-  auto line = [](const char* what, const ap::Mask256& mask) {
+std::string guest_text(const Qemu::Guest& g) {
+  std::string out = "guest " + g.name + " mdev " + g.uuid + "\n";
+  if (!g.kvm->has_crycb()) return out + "  (device open without a CRYCB: nothing passed through)\n";
+  auto line = [](const char* what, const auto& mask) {
     return std::string("  ") + what + " " + mask.hex() + " (" + mask.list() + ")\n";
   };
-  out += line("apm", g->apm()) + line("aqm", g->aqm()) + line("adm", g->adm());
-  out += "  apcb_writes " + std::to_string(g->apcb_writes()) + " cfg_chg_signals " +
-         std::to_string(m.cfg_chg_trigger() ? m.cfg_chg_trigger()->count : 0) + "\n";
+  out += line("apm", g.kvm->apm()) + line("aqm", g.kvm->aqm()) + line("adm", g.kvm->adm());
+  out += "  apcb_writes " + std::to_string(g.kvm->apcb_writes()) + " cfg_chg_signals " +
+         std::to_string(g.cfg_chg ? g.cfg_chg->count() : 0) + "\n";
   return out;
 }
 
 Result<std::string> guest_command(Testbed& tb, const std::vector<std::string>& a) {
   vfio_ap::VfioAp* v = tb.vfio_ap();
-  if (!v) return Error(ENODEV, "vfio_ap is not loaded");
-  if (a.size() < 2) return Error(EINVAL, "usage: guest start|stop|show [--mdev UUID] [--name N]");
-  auto find = [&](const std::map<std::string, std::string>& f) -> Result<vfio_ap::MatrixMdev*> {
+  Qemu* qemu = tb.qemu();
+  if (!v || !qemu) return Error(ENODEV, "vfio_ap is not loaded");
+  if (a.size() < 2)
+    return Error(EINVAL, "usage: guest start|stop|show [--mdev UUID] [--name N] [--ignore-requests]");
+  auto uuid_of = [&](const std::map<std::string, std::string>& f) -> Result<std::string> {
     auto it = f.find("--mdev");
     if (it == f.end()) return Error(EINVAL, "--mdev UUID is required");
     vfio_ap::MatrixMdev* m = v->find_mdev(it->second);
     if (!m) return Error(ENODEV, "no mdev " + it->second);
-    return m;
+    return m->name();
   };
   if (a[1] == "start") {
-    APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev", "--name"}));
-    APEMU_TRY(auto* m, find(flags));
-    vfio_ap::GuestOptions go;
+    std::vector<std::string> rest(a.begin() + 2, a.end());
+    GuestOptions go;
+    // --ignore-requests takes no value.
+    for (auto it = rest.begin(); it != rest.end();) {
+      if (*it == "--ignore-requests") {
+        go.honour_requests = false;
+        it = rest.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    rest.insert(rest.begin(), {a[0], a[1]});
+    APEMU_TRY(auto flags, parse_flags(rest, 2, {"--mdev", "--name"}));
+    APEMU_TRY(auto uuid, uuid_of(flags));
     if (auto it = flags.find("--name"); it != flags.end()) go.name = it->second;
-    APEMU_TRY_VOID(v->guest_start(*m, go));
+    APEMU_TRY_VOID(qemu->start(*v->find_mdev(uuid), go));
     return std::string();
   }
   if (a[1] == "stop") {
     APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev"}));
-    APEMU_TRY(auto* m, find(flags));
-    APEMU_TRY_VOID(v->guest_stop(*m));
+    APEMU_TRY(auto uuid, uuid_of(flags));
+    APEMU_TRY_VOID(qemu->stop(uuid));
     return std::string();
   }
   if (a[1] == "show") {
     APEMU_TRY(auto flags, parse_flags(a, 2, {"--mdev"}));
     if (flags.count("--mdev")) {
-      APEMU_TRY(auto* m, find(flags));
-      if (!m->opened()) return Error(ENODEV, "no guest uses mdev " + m->name());
-      return guest_text(*m);
+      APEMU_TRY(auto uuid, uuid_of(flags));
+      const Qemu::Guest* g = qemu->guest(uuid);
+      if (!g) return Error(ENODEV, "no guest uses mdev " + uuid);
+      return guest_text(*g);
     }
+    // In mdev list order (newest first), as before.
     std::string out;
     for (vfio_ap::MatrixMdev* m : v->mdevs())
-      if (m->opened()) out += guest_text(*m);
+      if (const Qemu::Guest* g = qemu->guest(m->name())) out += guest_text(*g);
     return out;
   }
   return Error(EINVAL, "unknown guest verb '" + a[1] + "'");
@@ -173,8 +180,8 @@ Result<std::string> execute_text(Testbed& tb, const std::vector<std::string>& a)
       return Error(EINVAL, "usage: " + verb + " add|remove N");
     APEMU_TRY(unsigned d, parse_id(a[2], 255));
     const bool on = a[1] == "add";
-    APEMU_TRY_VOID(verb == "domain" ? tb.ap_bus()->set_usage_domain(d, on)
-                                    : tb.ap_bus()->set_control_domain(d, on));
+    APEMU_TRY_VOID(verb == "domain" ? tb.ap_bus()->set_usage_domain(to_apqi(d), on)
+                                    : tb.ap_bus()->set_control_domain(to_apqi(d), on));
     return std::string();
   }
   return Error(EINVAL, "unknown verb '" + verb + "'");

@@ -169,6 +169,8 @@ struct ControlServer::Impl {
     {
       auto g = tb->lock(); // an entry point: the whole command runs under the machine lock
       outcome = execute_command(*tb, req->argv);
+      if (outcome && opt.commit)
+        if (auto r = opt.commit(); !r) outcome = r.error();
     }
     if (opt.after_command) opt.after_command();
     // The command is done: its reply gets a fresh deadline to be taken.

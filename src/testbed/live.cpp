@@ -49,10 +49,18 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
     co.path = opt.control_socket;
     LiveSession* self = s.get();
     co.after_command = [self] { self->flush(); };
+    if (opt.persist) co.commit = [&tb] { return tb.persist(); };
     APEMU_TRY(s->m_control, ControlServer::start(tb, std::move(co)));
   }
   fusefs::Options fo;
   fo.on_lost = opt.on_mount_lost;
+  if (opt.persist) {
+    fo.after_store = [&tb] { return tb.persist(); };
+    tb.runtime().set_after_work([&tb] {
+      if (auto r = tb.persist(); !r)
+        tb.core().log().error("apemu: state: " + r.error().describe());
+    });
+  }
   APEMU_TRY(s->m_fuse, fusefs::FuseServer::mount(tb.core().tree(), opt.mountpoint, fo));
   // Timers (the AP bus config timer, delayed hardware effects) and user-space reactions run on
   // the executor thread from now on.

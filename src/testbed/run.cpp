@@ -234,7 +234,9 @@ private:
         link.resize(static_cast<std::size_t>(n));
         if (::symlink(link.c_str(), target.c_str()) != 0)
           return sys_error(errno, "symlink " + target);
-        (void)::lchown(target.c_str(), es.st_uid, es.st_gid);
+        // Best effort. Not a (void) cast: that does not silence glibc's warn_unused_result
+        // under _FORTIFY_SOURCE, which the Debian package build sets.
+        [[maybe_unused]] const int rc = ::lchown(target.c_str(), es.st_uid, es.st_gid);
         continue;
       }
       if (S_ISDIR(es.st_mode)) {
@@ -370,7 +372,12 @@ Result<int> run_isolated(const RunOptions& opt) {
 
   const sigset_t sigs = block_signals();
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
+  if (!opt.state_dir.empty()) {
+    auto g = tb->lock();
+    APEMU_TRY_VOID(tb->enable_state(opt.state_dir)); // restored before anything is served
+  }
   LiveOptions lo;
+  lo.persist = !opt.state_dir.empty();
   lo.mountpoint = "/sys";
   lo.netlink = true; // safe: this is a private network namespace
   lo.udev_root = "/run/udev";
@@ -414,7 +421,12 @@ Result<int> serve(const ServeOptions& opt) {
   const sigset_t sigs = block_signals();
   APEMU_TRY_VOID(prepare_mountpoint(opt.mountpoint));
   APEMU_TRY(auto tb, boot(opt.topology, opt.verbose, opt.kernel_profile, opt.virtual_clock));
+  if (!opt.state_dir.empty()) {
+    auto g = tb->lock();
+    APEMU_TRY_VOID(tb->enable_state(opt.state_dir)); // restored before anything is served
+  }
   LiveOptions lo;
+  lo.persist = !opt.state_dir.empty();
   lo.mountpoint = opt.mountpoint;
   lo.netlink = false; // the host's udev must not see emulated events
   lo.udev_root = opt.udev_root;

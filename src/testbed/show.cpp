@@ -49,15 +49,15 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
   if (opt.table) {
     std::vector<Row> rows;
     for (ap::ApCard* c : bus->cards()) {
-      const bool zc = c->driver() && c->driver()->name() == "cex4card";
+      const bool zc = c->driver() && ap::ApBus::ops_of(*c->driver()).default_driver;
       const std::string type = zc ? ap::zcrypt_type_name(*c) : "-";
       rows.push_back({c->name().substr(4), type, mode_text(*c), status_of(*c, zc, c->online()),
                       c->config() ? std::to_string(c->request_count()) : "-",
                       c->driver() ? c->driver()->name() : "-no-driver-"});
-      for (unsigned d = 0; d < ap::kMaxApIds; ++d) {
-        ap::ApQueue* q = c->queue(d);
+      for (unsigned d = 0; d < kMaxApIds; ++d) {
+        ap::ApQueue* q = c->queue(to_apqi(d));
         if (!q) continue;
-        const bool zq = q->driver() && q->driver()->name() == "cex4queue";
+        const bool zq = q->driver() && ap::ApBus::ops_of(*q->driver()).default_driver;
         std::string status = status_of(*q, zq, q->online());
         // As lszcrypt: without a zcrypt `online`, the queue's `status` file (vfio_ap) if any.
         if (!zq && q->config() && !q->chkstop()) {
@@ -93,10 +93,8 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
   }
   if (opt.matrix) {
     const ap::Qci& qci = bus->hw().qci();
-    std::vector<unsigned> doms;
-    qci.aqm.for_each([&](unsigned d) {
-      if (d <= bus->max_domain_id()) doms.push_back(d);
-    });
+    std::vector<Apqi> doms;
+    qci.aqm.up_to(bus->max_domain_id()).for_each([&](Apqi d) { doms.push_back(d); });
     if (!out.empty()) out += "\n";
     // One letter per vfio_ap mdev (oldest first) for the APQNs assigned to it.
     std::vector<vfio_ap::MatrixMdev*> mdevs;
@@ -109,9 +107,9 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
       if (i < 52) return static_cast<char>('a' + (i - 26));
       return '*';
     };
-    auto assigned_to = [&](unsigned apid, unsigned apqi) -> int {
+    auto assigned_to = [&](Apqn apqn) -> int {
       for (std::size_t i = 0; i < mdevs.size(); ++i)
-        if (mdevs[i]->matrix().contains(apid, apqi)) return static_cast<int>(i);
+        if (mdevs[i]->matrix().contains(apqn)) return static_cast<int>(i);
       return -1;
     };
     out += "APQN matrix (rows: adapters, columns: usage domains)\n";
@@ -122,28 +120,29 @@ std::string render_show(Testbed& tb, const ShowOptions& opt) {
              (g ? " (guest " + g->name() + ")" : std::string()) + "\n";
     }
     std::string head = "      ";
-    for (unsigned d : doms) {
+    for (Apqi d : doms) {
       char b[8];
-      std::snprintf(b, sizeof b, "%02x ", d);
+      std::snprintf(b, sizeof b, "%02x ", id(d));
       head += b;
     }
     out += head + "\n";
     for (ap::ApCard* c : bus->cards()) {
       char b[16];
-      std::snprintf(b, sizeof b, "  %02x  ", c->id());
+      std::snprintf(b, sizeof b, "  %02x  ", id(c->id()));
       std::string line = b;
-      for (unsigned d : doms) {
+      for (Apqi d : doms) {
         ap::ApQueue* q = c->queue(d);
         std::string cell = ".";
         const char* col = "";
-        if (const int who = q ? assigned_to(c->id(), d) : -1; who >= 0) {
+        if (const int who = q ? assigned_to({c->id(), d}) : -1; who >= 0) {
           cell = std::string(1, letter(static_cast<std::size_t>(who)));
           col = "\033[36m";
         } else if (q) {
           const std::string drv = q->driver() ? q->driver()->name() : "";
-          if (drv == "cex4queue") cell = "H", col = "\033[34m";
+          if (q->driver() && ap::ApBus::ops_of(*q->driver()).default_driver)
+            cell = "H", col = "\033[34m";
           else if (drv == "vfio_ap") cell = "V", col = "\033[35m";
-          else if (!bus->apqn_owned_by_default(c->id(), d)) cell = "F", col = "\033[32m";
+          else if (!bus->apqn_owned_by_default({c->id(), d})) cell = "F", col = "\033[32m";
           else cell = "-";
         }
         line += (opt.color && *col ? std::string(col) + cell + kReset : cell) + "  ";

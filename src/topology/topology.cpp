@@ -19,28 +19,29 @@ struct Ctx {
   }
 };
 
-Result<ap::Mask256> id_list(const Ctx& c, const toml::node& n, const std::string& key,
-                            unsigned max_id) {
+template <class Id>
+Result<IdMask<Id>> id_list(const Ctx& c, const toml::node& n, const std::string& key,
+                           unsigned max_id) {
   if (auto s = n.value<std::string>()) {
-    auto m = ap::parse_id_list(*s, max_id);
+    auto m = ap::parse_id_list<Id>(*s, max_id);
     if (!m) return c.err(&n, key, m.error().context, m.error().code);
     return *m;
   }
   if (auto arr = n.as_array()) {
-    ap::Mask256 m;
+    IdMask<Id> m;
     for (const auto& e : *arr) {
       auto v = e.value<std::int64_t>();
       if (!v || *v < 0) return c.err(&e, key, "expected non-negative integers");
       if (*v > max_id)
         return c.err(&e, key, "id " + std::to_string(*v) + " above " + std::to_string(max_id), ERANGE);
-      m.set(static_cast<unsigned>(*v));
+      m.set(Id{static_cast<std::uint8_t>(*v)});
     }
     return m;
   }
   if (auto v = n.value<std::int64_t>()) {
     if (*v < 0 || *v > max_id) return c.err(&n, key, "id out of range", ERANGE);
-    ap::Mask256 m;
-    m.set(static_cast<unsigned>(*v));
+    IdMask<Id> m;
+    m.set(Id{static_cast<std::uint8_t>(*v)});
     return m;
   }
   return c.err(&n, key, "expected an id list such as \"4-7,0x10\" or an array");
@@ -74,28 +75,30 @@ Result<void> parse_adapter(const Ctx& c, const toml::table& t, Topology& topo,
   const auto* id = t.get("id");
   if (!id) return c.err(&t, "adapter.id", "missing");
   APEMU_TRY(auto idv, get_int(c, *id, "adapter.id", 0, topo.hw.qci().na));
-  a.id = static_cast<unsigned>(idv);
-  if (!seen.insert(a.id).second) return c.err(id, "adapter.id", "duplicate adapter id");
+  a.id = to_apid(static_cast<unsigned>(idv));
+  if (!seen.insert(apemu::id(a.id)).second) return c.err(id, "adapter.id", "duplicate adapter id");
   const auto* type = t.get("type");
   if (!type) return c.err(&t, "adapter.type", "missing");
   auto ts = type->value<std::string>();
-  static const char* types[] = {"CEX4", "CEX5", "CEX6", "CEX7", "CEX8"};
-  bool ok = false;
-  for (int i = 0; i < 5 && ts; ++i)
-    if (*ts == types[i]) {
-      a.raw_type = ap::kApTypeCex4 + i;
-      ok = true;
-    }
-  if (!ok) return c.err(type, "adapter.type", "expected one of CEX4, CEX5, CEX6, CEX7, CEX8");
+  auto raw = ts ? ap::parse_type_name(*ts) : Result<int>(Error(EINVAL));
+  if (!raw)
+    return c.err(type, "adapter.type",
+                 "expected one of CEX2A, CEX2C, CEX3A, CEX3C, CEX4, CEX5, CEX6, CEX7, CEX8");
+  a.raw_type = *raw;
+  // CEX2/CEX3 have their mode in the type; CEX4+ default to CCA.
+  if (a.raw_type < ap::kApTypeCex4)
+    a.mode = a.raw_type == ap::kApTypeCex2a || a.raw_type == ap::kApTypeCex3a ? ap::ApMode::Accel
+                                                                              : ap::ApMode::Cca;
   if (const auto* m = t.get("mode")) {
     auto ms = m->value<std::string>();
-    if (ms && *ms == "accel") a.mode = ap::ApMode::Accel;
-    else if (ms && *ms == "cca") a.mode = ap::ApMode::Cca;
-    else if (ms && *ms == "ep11") a.mode = ap::ApMode::Ep11;
-    else return c.err(m, "adapter.mode", "expected accel, cca or ep11");
+    auto mode = ms ? ap::parse_mode_name(*ms) : Result<ap::ApMode>(Error(EINVAL));
+    if (!mode) return c.err(m, "adapter.mode", "expected accel, cca or ep11");
+    if (!ap::type_allows_mode(a.raw_type, *mode))
+      return c.err(m, "adapter.mode", *ts + " cannot run in " + *ms + " mode");
+    a.mode = *mode;
   }
   if (const auto* d = t.get("domains")) {
-    APEMU_TRY(a.domains, id_list(c, *d, "adapter.domains", topo.hw.qci().nd));
+    APEMU_TRY(a.domains, id_list<Apqi>(c, *d, "adapter.domains", topo.hw.qci().nd));
   }
   if (const auto* d = t.get("depth")) {
     APEMU_TRY(auto v, get_int(c, *d, "adapter.depth", 1, 16));
@@ -161,12 +164,12 @@ Result<Topology> parse(std::string_view text, const std::string& source) {
     *field = static_cast<unsigned>(v);
   }
   if (const auto* n = root.get("usage_domains")) {
-    APEMU_TRY(qci.aqm, id_list(c, *n, "usage_domains", qci.nd));
+    APEMU_TRY(qci.aqm, id_list<Apqi>(c, *n, "usage_domains", qci.nd));
   } else {
-    for (unsigned d = 0; d <= qci.nd; ++d) qci.aqm.set(d);
+    qci.aqm = ApqiMask::range(qci.nd);
   }
   if (const auto* n = root.get("control_domains")) {
-    APEMU_TRY(qci.adm, id_list(c, *n, "control_domains", qci.nd));
+    APEMU_TRY(qci.adm, id_list<Apqi>(c, *n, "control_domains", qci.nd));
   } else {
     qci.adm = qci.aqm; // usage domains are control domains too on a typical LPAR
   }
@@ -176,22 +179,24 @@ Result<Topology> parse(std::string_view text, const std::string& source) {
   }
   if (const auto* n = root.get("default_domain")) {
     APEMU_TRY(auto v, get_int(c, *n, "default_domain", 0, qci.nd));
-    if (!qci.aqm.test(static_cast<unsigned>(v)))
+    if (!qci.aqm.test(to_apqi(static_cast<unsigned>(v))))
       return c.err(n, "default_domain", "not a usage domain");
     topo.bus.default_domain = static_cast<int>(v);
   } else {
     // Omitted: the first usage domain.
-    for (unsigned d = 0; d <= qci.nd; ++d)
-      if (qci.aqm.test(d)) {
-        topo.bus.default_domain = static_cast<int>(d);
-        break;
-      }
+    if (qci.aqm.up_to(qci.nd).any()) {
+      int first = -1;
+      qci.aqm.up_to(qci.nd).for_each([&](Apqi d) {
+        if (first < 0) first = static_cast<int>(apemu::id(d));
+      });
+      topo.bus.default_domain = first;
+    }
   }
   for (auto [key, field] : {std::pair{"apmask", &topo.bus.apmask}, {"aqmask", &topo.bus.aqmask}}) {
     if (const auto* n = root.get(key)) {
       auto s = n->value<std::string>();
       if (!s) return c.err(n, key, "expected a mask string such as \"0xff\" or \"+0-15\"");
-      if (!ap::parse_ap_mask(*s, ap::Mask256{})) return c.err(n, key, "invalid mask syntax");
+      if (!ap::parse_ap_mask(*s, ApidMask{})) return c.err(n, key, "invalid mask syntax");
       *field = *s;
     }
   }

@@ -18,7 +18,7 @@ Result<Action> parse_action(std::string_view s) {
 
 Result<void> Env::add(std::string_view key, std::string_view value) {
   const std::size_t len = key.size() + 1 + value.size() + 1; // KEY=VALUE\0
-  if (m_vars.size() >= kMaxEnvVars) return Error(ENOMEM, "too many keys");
+  if (m_vars.size() >= m_max_vars) return Error(ENOMEM, "too many keys");
   if (m_bytes + len > kMaxEnvBytes) return Error(ENOMEM, "buffer size too small");
   m_vars.emplace_back(std::string(key), std::string(value));
   m_bytes += len;

@@ -162,7 +162,7 @@ TEST(VfioApLive, DocumentationWalkthroughThreeGuestsShareTheMachine) {
       "  apm 0x06" + std::string(62, '0') + " (5-6)\n"
       "  aqm 0x08" + std::string(40, '0') + "1" + std::string(21, '0') + " (4,171)\n"
       "  adm 0x08" + std::string(62, '0') + " (4)\n"
-      "  apcb_writes 1 cfg_chg_signals 1\n"
+      "  apcb_writes 1 cfg_chg_signals 0\n"
       "in use\nin use\n"
       "# 5. hot plug adapter 7 into guest 1\n"
       "cex4queue\n"
@@ -349,4 +349,71 @@ TEST(VfioApLive, KernelProfile420RefusesAssignmentAndRemoveWhileAGuestRuns) {
                     "  apm 0x40" + z62 + " (1)\n"
                     "  aqm 0x08" + z62 + " (4)\n"
                     "remove 1 -> ok\n");
+}
+
+// vfio-ap.md §3.11 (current), §5.5: `remove` of an mdev whose guest ignores the device request
+// blocks the writer (the FUSE request is kept) until the guest stops; then it returns 0 and the
+// mdev is gone. Waits poll a condition (the request in the kernel log), never a fixed time.
+TEST(VfioApLive, RemoveBlocksWhileTheGuestIgnoresTheRequestAndReturnsAfterGuestStop) {
+  REQUIRE_FACILITIES();
+  const std::string body = std::string("U=") + kU1 + "\nM=/sys/devices/vfio_ap/matrix\n" +
+      "w /sys/bus/ap/apmask -1\n"
+      "w $M/mdev_supported_types/vfio_ap-passthrough/create $U\n"
+      "w $M/$U/assign_adapter 1; w $M/$U/assign_domain 4\n"
+      "ctl guest start --mdev $U --name stubborn --ignore-requests\n"
+      "( echo 1 > $M/$U/remove; echo \"writer rc=$?\" ) &\n"
+      "for i in $(seq 400); do ctl dmesg | grep -q 'Relaying device request' && break; sleep 0.01; done\n"
+      "ctl dmesg | grep -o 'Relaying device request to user (#0)'\n"
+      "kill -0 $! && echo writer-blocked\n"
+      "test -d $M/$U && echo mdev-still-there\n"
+      "ctl guest stop --mdev $U\n"
+      "wait\n"
+      "test -d $M/$U || echo mdev-gone\n";
+  auto o = run_script(body);
+  ASSERT_EQ(o.status, 0) << o.text;
+  EXPECT_EQ(o.text, "apmask -1 -> ok\n"
+                    "create " + std::string(kU1) + " -> ok\n"
+                    "assign_adapter 1 -> ok\nassign_domain 4 -> ok\n"
+                    "Relaying device request to user (#0)\n"
+                    "writer-blocked\nmdev-still-there\nwriter rc=0\nmdev-gone\n");
+}
+
+// A writer interrupted by SIGINT gets EINTR and nothing is removed (the rule; the
+// kernel's writer would stay blocked uninterruptibly).
+TEST(VfioApLive, ASigintInterruptsABlockedRemoveWithEintrAndTheMdevStays) {
+  REQUIRE_FACILITIES();
+  const std::string body = std::string("U=") + kU1 + "\nM=/sys/devices/vfio_ap/matrix\n" +
+      "w /sys/bus/ap/apmask -1\n"
+      "w $M/mdev_supported_types/vfio_ap-passthrough/create $U\n"
+      "w $M/$U/assign_adapter 1; w $M/$U/assign_domain 4\n"
+      "ctl guest start --mdev $U --ignore-requests\n"
+      INTERRUPTIBLE_WRITE " $M/$U/remove 1 &\n"
+      "for i in $(seq 400); do ctl dmesg | grep -q 'Relaying device request' && break; sleep 0.01; done\n"
+      "kill -INT $!; wait $!; echo \"writer rc=$?\"\n"
+      "test -e $M/$U/remove && echo mdev-stays\n"
+      "cat $M/$U/matrix\n"
+      "ctl guest stop --mdev $U\n"
+      "w $M/$U/remove 1\n";
+  auto o = run_script(body);
+  ASSERT_EQ(o.status, 0) << o.text;
+  EXPECT_EQ(o.text, "apmask -1 -> ok\n"
+                    "create " + std::string(kU1) + " -> ok\n"
+                    "assign_adapter 1 -> ok\nassign_domain 4 -> ok\n"
+                    "write: EINTR\nwriter rc=1\nmdev-stays\n01.0004\nremove 1 -> ok\n");
+}
+
+// The emulated QEMU honours the request: the remove completes by itself (and 4.20 refuses).
+TEST(VfioApLive, RemoveOfAnMdevInUseCompletesWhenQemuReleasesIt) {
+  REQUIRE_FACILITIES();
+  const std::string body = std::string("U=") + kU1 + "\nM=/sys/devices/vfio_ap/matrix\n" +
+      "w /sys/bus/ap/apmask -1\n"
+      "w $M/mdev_supported_types/vfio_ap-passthrough/create $U\n"
+      "ctl guest start --mdev $U\n"
+      "w $M/$U/remove 1\n"
+      "test -d $M/$U || echo mdev-gone\n"
+      "ctl guest show | wc -l\n";
+  auto o = run_script(body);
+  ASSERT_EQ(o.status, 0) << o.text;
+  EXPECT_EQ(o.text, "apmask -1 -> ok\ncreate " + std::string(kU1) +
+                        " -> ok\nremove 1 -> ok\nmdev-gone\n0\n");
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "apemu/profile/kernel_profile.h"
 #include "apemu/testbed/control.h"
 #include "apemu/testbed/run.h"
 #include "apemu/testbed/show.h"
@@ -29,11 +30,17 @@ int fail(const Error& e, const std::string& what) {
 struct Common {
   std::string topology;
   bool verbose = false;
-  std::string kernel = "6.16";
+  std::string kernel; // empty: the newest profile
   std::string clock = "real";
 };
 
 /// --clock for the live commands (run, serve).
+void add_state(CLI::App* cmd, std::string& dir) {
+  cmd->add_option("--state", dir,
+                  "keep the machine's state (runtime changes, masks, mdevs ...) in DIR across "
+                  "restarts; every change is durable before its write or ctl command returns");
+}
+
 void add_clock(CLI::App* cmd, Common& c) {
   cmd->add_option("--clock", c.clock,
                   "machine time: real (default) or virtual (moves only with `apemu ctl clock "
@@ -43,10 +50,14 @@ void add_clock(CLI::App* cmd, Common& c) {
 
 void add_common(CLI::App* cmd, Common& c) {
   cmd->add_option("--topology,-t", c.topology,
-                  "machine topology (TOML); default: topologies/default.toml");
+                  "machine topology (TOML); default: default.toml of the presets");
   cmd->add_flag("--verbose,-v", c.verbose, "echo the emulated kernel log to stderr");
-  cmd->add_option("--kernel", c.kernel, "vfio_ap/mdev kernel profile: 6.16 (default) or 4.20")
-      ->check(CLI::IsMember({"6.16", "4.20"}));
+  std::vector<std::string> names;
+  for (const auto& p : profile::all_profiles()) names.emplace_back(p.name);
+  cmd->add_option("--kernel", c.kernel,
+                  "the kernel the machine behaves like (see `apemu kernels`); default: " +
+                      std::string(profile::default_profile().name))
+      ->check(CLI::IsMember(names));
 }
 
 std::unique_ptr<testbed::Testbed> boot_or_exit(const Common& c) {
@@ -105,6 +116,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   add_common(run_cmd, common);
   add_clock(run_cmd, common);
+  std::string run_state;
+  add_state(run_cmd, run_state);
 
   testbed::ServeOptions serve_opt;
   auto* serve_cmd = app.add_subcommand("serve", "serve the emulated tree on a mountpoint");
@@ -115,6 +128,7 @@ int main(int argc, char** argv) {
                         "also keep a udev database in this directory");
   add_common(serve_cmd, common);
   add_clock(serve_cmd, common);
+  add_state(serve_cmd, serve_opt.state_dir);
 
   std::vector<std::string> ctl_argv;
   std::string ctl_verb;
@@ -132,7 +146,16 @@ int main(int argc, char** argv) {
   // Everything after the verb is the verb's, options included (`guest start --mdev UUID`).
   ctl_cmd->prefix_command(true);
 
+  auto* kernels_cmd = app.add_subcommand("kernels", "list the kernel profiles (--kernel NAME)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*kernels_cmd) {
+    for (const auto& p : profile::all_profiles())
+      fmt::print("{:<5} {}{}\n      stands for: {}\n", p.name, p.summary,
+                 &p == &profile::default_profile() ? " (default)" : "", p.stands_for);
+    return 0;
+  }
 
   if (*run_cmd) {
     testbed::RunOptions ro;
@@ -141,6 +164,7 @@ int main(int argc, char** argv) {
     ro.verbose = common.verbose;
     ro.kernel_profile = common.kernel;
     ro.virtual_clock = common.clock == "virtual";
+    ro.state_dir = run_state;
     ro.private_dirs = run_private;
     auto r = testbed::run_isolated(ro);
     if (!r) return fail(r.error(), "run");

@@ -12,16 +12,31 @@
 #include <string>
 
 #include "apemu/ap/ap_mask.h"
+#include "apemu/base/ap_ids.h"
 #include "apemu/base/result.h"
 
 namespace apemu::ap {
 
-/// AP device types (AP_DEVICE_TYPE_*). Current kernels support 10..14.
+/// AP device types (AP_DEVICE_TYPE_*, ap-bus.md §3.2). 6..9 are the CEX2/CEX3 adapters that
+/// kernels up to 6.4 still drive; 10..14 are CEX4..CEX8.
+inline constexpr int kApTypeCex2a = 6;
+inline constexpr int kApTypeCex2c = 7;
+inline constexpr int kApTypeCex3a = 8;
+inline constexpr int kApTypeCex3c = 9;
 inline constexpr int kApTypeCex4 = 10;
 inline constexpr int kApTypeCex8 = 14;
 
 enum class ApMode { Accel, Cca, Ep11 };
 std::string_view mode_name(ApMode m); ///< "accel", "cca", "ep11" (the MODE= uevent values)
+/// The hardware name of a type: "CEX2A", "CEX3C", "CEX4" .. "CEX8".
+std::string_view type_name(int raw_type);
+/// Parses "CEX2A" .. "CEX3C", "CEX4" .. "CEX8" (as topologies and `apemu ctl card add` spell
+/// them). Returns: EINVAL for anything else.
+Result<int> parse_type_name(std::string_view name);
+/// Parses "accel", "cca", "ep11". Returns: EINVAL for anything else.
+Result<ApMode> parse_mode_name(std::string_view name);
+/// CEX2A and CEX3A are accelerators, CEX2C and CEX3C CCA coprocessors; CEX4+ can be any mode.
+bool type_allows_mode(int raw_type, ApMode mode);
 
 /// TAPQ GR2 facility bits in the 32-bit `ap_functions` word (ap-bus.md §6.3).
 namespace fac {
@@ -49,11 +64,11 @@ inline constexpr int kBusy = 0x05;
 } // namespace rc
 
 struct Adapter {
-  unsigned id = 0;
+  Apid id{};
   int raw_type = kApTypeCex8;
   ApMode mode = ApMode::Cca;
   /// Domains for which the adapter has queues; combined with the QCI usage domains.
-  Mask256 domains = Mask256::all();
+  ApqiMask domains = ApqiMask::all();
   int depth = 8;        ///< queue slots (TAPQ qd + 1)
   int ml = 0;           ///< max message length in 4 KiB units (0 = unknown)
   std::string serialnr; ///< CCA/EP11 serial number
@@ -73,12 +88,21 @@ struct TapqResult {
   bool has_info() const { return rc == 0 || rc == 2 || rc == 3 || rc == 4 || rc == 5; }
 };
 
-/// QCI: the configuration the firmware reports.
+/// QCI: the configuration the firmware reports (ap-bus.md §6.4). Without QCI (available ==
+/// false) the kernel assumes adapters 0..63 and domains 0..15.
 struct Qci {
   bool available = true;
   bool apsc = true, apxa = true, qact = true, rc8a = true, apsb = false;
   unsigned na = 63, nd = 15; ///< max adapter / domain id
-  Mask256 apm, aqm, adm;
+  ApidMask apm;
+  ApqiMask aqm, adm;
+  /// The adapter is in the configuration.
+  bool configured(Apid a) const { return available ? apm.test(a) : id(a) <= 63; }
+  /// The domain is a usage domain.
+  bool usage(Apqi d) const { return available ? aqm.test(d) : id(d) <= 15; }
+  /// The largest adapter and domain ids the bus scans (ap_max_adapter_id, ap_max_domain_id).
+  unsigned max_adapter_id() const { return available && apxa && na ? na : 63; }
+  unsigned max_domain_id() const { return available && apxa && nd ? nd : 15; }
 };
 
 class ApHardware {
@@ -89,21 +113,22 @@ public:
   void set_interrupts(bool v) { m_interrupts = v; }
 
   /// Adds (or replaces) an adapter and puts it into the configuration (QCI apm).
-  /// Returns: ERANGE for an id above Na, EINVAL for an unsupported type.
+  /// Returns: ERANGE for an id above Na, EINVAL for an unknown type or a mode the type cannot
+  /// have.
   Result<void> add_adapter(Adapter a);
   /// Removes an adapter from the machine and the configuration. Returns: ENODEV if absent.
-  Result<void> remove_adapter(unsigned id);
-  Adapter* adapter(unsigned id);
-  const Adapter* adapter(unsigned id) const;
-  const std::map<unsigned, Adapter>& adapters() const { return m_adapters; }
+  Result<void> remove_adapter(Apid a);
+  Adapter* adapter(Apid a);
+  const Adapter* adapter(Apid a) const;
+  const std::map<Apid, Adapter>& adapters() const { return m_adapters; }
 
-  /// TAPQ for APQN (apid, apqi) as seen from this LPAR.
-  TapqResult tapq(unsigned apid, unsigned apqi) const;
+  /// TAPQ for an APQN as seen from this LPAR.
+  TapqResult tapq(Apqn q) const;
 
 private:
   Qci m_qci;
   bool m_interrupts = true;
-  std::map<unsigned, Adapter> m_adapters;
+  std::map<Apid, Adapter> m_adapters;
 };
 
 } // namespace apemu::ap

@@ -37,6 +37,7 @@
 #include "apemu/core/device.h"
 #include "apemu/core/driver.h"
 #include "apemu/kernfs/tree.h"
+#include "apemu/profile/kernel_profile.h"
 #include "apemu/uevent/event.h"
 
 namespace apemu::core {
@@ -55,15 +56,17 @@ enum class BusEvent {
 
 class Core {
 public:
-  /// A machine driven by `rt` (its lock, clock and executor).
-  explicit Core(Runtime& rt);
-  /// A machine with a runtime of its own (virtual clock, no executor thread).
+  /// A machine driven by `rt` (its lock, clock and executor) that behaves like `profile`.
+  explicit Core(Runtime& rt, const profile::KernelProfile& profile = profile::default_profile());
+  /// A machine with a runtime of its own (virtual clock, no executor thread), newest profile.
   Core();
   ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
   Runtime& runtime() const { return *m_rt; }
+  /// The kernel this machine behaves like: every subsystem asks it about features.
+  const profile::KernelProfile& profile() const { return *m_profile; }
   kernfs::Tree& tree() { return m_tree; }
   const kernfs::Tree& tree() const { return m_tree; }
   uevent::Broadcaster& uevents() { return m_uevents; }
@@ -123,8 +126,12 @@ public:
   Result<void> device_driver_attach(Driver& drv, Device& dev);
   /// device_release_driver: unbinds if bound. Emits: unbind (no DRIVER, no MODALIAS).
   void device_release_driver(Device& dev);
-  /// driver_match_device: driver_override first (when the bus supports it), then bus match().
+  /// driver_match_device: driver_override first (when set, only that driver), then bus match().
   int driver_match_device(Driver& drv, Device& dev);
+  /// driver_set_override (the generic rules, driver-core.md §2.8): input of PAGE_SIZE-1 bytes
+  /// or more is EINVAL; the value is cut at the first newline; an empty value clears the
+  /// override. Does not rebind. Returns: EINVAL.
+  Result<void> driver_set_override(Device& dev, std::string_view text);
   /// Devices currently on the deferred-probe list.
   std::vector<Device*> deferred_devices() const;
 
@@ -226,6 +233,7 @@ private:
 
   std::unique_ptr<Runtime> m_own_rt; ///< Core() only
   Runtime* m_rt;
+  const profile::KernelProfile* m_profile;
   kernfs::Tree m_tree;
   uevent::Broadcaster m_uevents;
   Log m_log;

@@ -29,6 +29,10 @@ struct DriverOps {
   bool suppress_bind_attrs = false;
   /// When set, a `module` link to /sys/module/<mod_name> (and the module directory).
   std::string mod_name;
+  /// The bus's own driver structure this table belongs to (the kernel's container_of, e.g.
+  /// struct ap_driver), so the bus finds it in O(1) from a Driver (Driver::bus_ext()). Set
+  /// before registration: matching starts inside driver_register.
+  const void* bus_ext = nullptr;
 };
 
 class Driver {
@@ -45,6 +49,8 @@ public:
 
   void set_data(void* p) { m_data = p; }
   void* data() const { return m_data; }
+  /// DriverOps::bus_ext.
+  const void* bus_ext() const { return m_ops.bus_ext; }
 
 private:
   friend class Core;

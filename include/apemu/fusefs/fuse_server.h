@@ -58,6 +58,10 @@ struct Options {
   bool readdirplus = true;
   /// libfuse request tracing on stderr (`-d`).
   bool debug = false;
+  /// The commit point of a store: runs under the machine lock after every successful store (at
+  /// once, or when a blocked store completes) and before its reply. An error turns the reply
+  /// into that errno (e.g. EIO when the change could not be made durable).
+  std::function<Result<void>()> after_store;
   /// Called once, on the session thread, when the kernel ends the session without unmount()
   /// (`umount DIR` from outside, or the connection aborted). The server should then be
   /// unmounted and destroyed by its owner; requests are no longer served.

@@ -14,7 +14,7 @@
 // link and the type's devices/<uuid> link, so mdevctl finds every file as soon as its write()
 // returns (clients.md §0.1).
 //
-// Two generations of the mdev core are modelled (MdevBusOptions::legacy):
+// Two generations of the mdev core are modelled (profile::KernelProfile::mdev_vendor_driver_binds):
 //  * current (≥5.16): the vendor's mdev driver binds the device; its dev_groups are the vendor
 //    attributes; the vendor probe registers an emulated-IOMMU VFIO device, which gives the mdev
 //    an `iommu_group` link; instance exhaustion is counted by the core (EUSERS, ≥6.1).
@@ -24,8 +24,8 @@
 //    called by the mdev core after device registration. Exhaustion is reported by the vendor
 //    (MdevDriverOps::exhausted_errno, EPERM for vfio_ap ≤6.0).
 //
-// Divergences: `remove` of a device whose user does not release it cannot block here (there is
-// one model lock; see MdevDriverOps::unregister_vfio_dev). No /dev/vfio/N nodes. Group ids are
+// A `remove` of a device in use blocks its writer until the user releases the device (see
+// MdevDriverOps::unregister_vfio_dev and kernfs::Blocker). Divergence: no /dev/vfio/N nodes. Group ids are
 // allocated lowest-free from 0 as the kernel's IDA does, but no other (PCI) groups exist.
 #pragma once
 
@@ -99,10 +99,12 @@ struct MdevDriverOps {
   /// Optional `description` file of the types.
   std::function<std::string(const MdevType&)> show_description;
   /// Called by `remove` before anything is torn down: models vfio_unregister_group_dev's wait
-  /// for the last user of the VFIO device (current) or the vendor's own refusal (legacy, e.g.
-  /// EBUSY while a guest uses it). An error aborts the removal and leaves the device intact.
-  /// Locking: model lock held.
-  std::function<Result<void>(MdevDevice&)> unregister_vfio_dev;
+  /// for the last user of the VFIO device, or the vendor's own refusal (4.20: EBUSY while a
+  /// guest uses it). Returns: an error, which aborts the removal and leaves the device intact;
+  /// null when nobody uses the device (the removal goes on at once); or a completion that is
+  /// completed when the user released the device (the removal then finishes) and cancelled
+  /// (its undo hook runs) when the remover gives up. Locking: machine lock held.
+  std::function<Result<std::shared_ptr<Completion>>(MdevDevice&)> unregister_vfio_dev;
 };
 
 /// A registered mdev driver.
@@ -182,17 +184,13 @@ private:
   int m_group = -1;
 };
 
-struct MdevBusOptions {
-  /// The ≤5.x mdev core: generic `vfio_mdev` driver, mdev_parent_ops-style vendor callbacks.
-  bool legacy = false;
-};
-
 class MdevBus {
 public:
   /// mdev_init: registers the `mdev` bus and the `mdev_bus` compat class, and makes sure
-  /// /sys/kernel/iommu_groups exists. Legacy: also registers the `vfio_mdev` driver.
+  /// /sys/kernel/iommu_groups exists. The generation follows the machine's profile
+  /// (mdev_vendor_driver_binds); the legacy one also registers the `vfio_mdev` driver.
   /// Returns: the errno of the failing registration (EEXIST when already present).
-  static Result<std::unique_ptr<MdevBus>> create(core::Core& core, MdevBusOptions opt = {});
+  static Result<std::unique_ptr<MdevBus>> create(core::Core& core);
   /// mdev_exit. Every parent and driver must have been unregistered (asserted).
   ~MdevBus();
   MdevBus(const MdevBus&) = delete;
@@ -200,7 +198,9 @@ public:
 
   core::Core& core() const { return *m_core; }
   core::Bus& bus() const { return *m_bus; }
-  bool legacy() const { return m_opt.legacy; }
+  /// ≥5.16: the vendor's mdev driver binds mdevs; else the generic `vfio_mdev` does and the
+  /// vendor is called through mdev_parent_ops (profile::KernelProfile::mdev_vendor_driver_binds).
+  bool vendor_driver_binds() const { return m_core->profile().mdev_vendor_driver_binds; }
 
   /// mdev_register_driver. Returns: EINVAL without device_api, the core's errors (EBUSY for a
   /// duplicate name). Emits: add /bus/mdev/drivers/NAME (current model only).
@@ -229,9 +229,12 @@ public:
   /// driver's probe (the device is gone again then). Emits: add, bind.
   Result<MdevDevice*> create_device(MdevType& type, const Uuid& uuid);
   /// mdev_device_remove (the `remove` file with a non-zero value). Returns: ENODEV (unknown or
-  /// parent going away), EAGAIN (not active: creation or removal in progress), the error of
-  /// unregister_vfio_dev (nothing changed then). Emits: unbind, remove.
-  Result<void> remove_device(MdevDevice& mdev);
+  /// parent going away), EAGAIN (not active: creation or removal in progress; or the device is
+  /// in use and there is no `blocker` to wait with), the error of unregister_vfio_dev (nothing
+  /// changed then), kEIocbQueued when the device is in use: the writer waits on
+  /// blocker->completion(), which completes once the user released the device and the removal
+  /// is done (EINTR and nothing removed if the writer gives up first). Emits: unbind, remove.
+  Result<void> remove_device(MdevDevice& mdev, kernfs::Blocker* blocker = nullptr);
   /// Every mdev (all parents), creation order.
   const std::vector<MdevDevice*>& devices() const { return m_devices; }
   MdevDevice* find_device(const Uuid& uuid) const;
@@ -244,7 +247,7 @@ public:
   void iommu_group_remove_device(MdevDevice& dev);
 
 private:
-  explicit MdevBus(core::Core& core, MdevBusOptions opt) : m_core(&core), m_opt(opt) {}
+  explicit MdevBus(core::Core& core) : m_core(&core) {}
   friend class MdevDevice;
   friend struct MdevTypeFiles;
   void device_released(MdevDevice& dev);
@@ -252,7 +255,6 @@ private:
   Result<void> publish_device(MdevDevice& dev);
 
   core::Core* m_core;
-  MdevBusOptions m_opt;
   core::Bus* m_bus = nullptr;
   core::CompatClass* m_compat = nullptr;
   core::Driver* m_vfio_mdev = nullptr; ///< legacy generic driver

@@ -48,6 +48,9 @@ struct ControlServerOptions {
   std::chrono::milliseconds client_timeout{5000};
   /// Connections served at once; more wait in the listen backlog.
   unsigned max_clients = 64;
+  /// The commit point of a command: runs under the machine lock right after it (e.g. making
+  /// the machine's state durable); an error replaces the command's reply.
+  std::function<Result<void>()> commit;
   /// Runs after every command, without the machine lock: makes its effect visible (flushes
   /// cache invalidations and uevents) before the reply goes out.
   std::function<void()> after_command;

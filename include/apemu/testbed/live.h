@@ -31,6 +31,9 @@ struct LiveOptions {
   bool netlink = false;       ///< broadcast udev-format events (only in a private netns!)
   std::string udev_root;      ///< write a udev database here ("" = none)
   std::string control_socket; ///< path of the control socket ("" = none)
+  /// Save the machine's state (Testbed::enable_state) at every commit point: after each store,
+  /// control command and batch of executor work.
+  bool persist = false;
   /// Called (on a FUSE thread) when the mount is taken away from outside (see
   /// fusefs::Options::on_lost).
   std::function<void()> on_mount_lost;

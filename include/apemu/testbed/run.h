@@ -22,9 +22,11 @@ struct RunOptions {
   std::string topology;          ///< topology file ("" = default)
   std::vector<std::string> argv; ///< command; empty = interactive shell when stdin is a tty
   bool verbose = false;
-  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   /// Machine time moves only with `apemu ctl clock advance` (deterministic scripts).
   bool virtual_clock = false;
+  /// Keep the machine's state in this directory across runs (state.h); "" = none.
+  std::string state_dir;
   /// --private PATH: each an existing host directory (not /, nor below /sys or /run) that CMD
   /// sees as an empty tmpfs with the directory's mode and owner; mounted after the built-in
   /// places, in order.
@@ -44,8 +46,9 @@ struct ServeOptions {
   std::string control_socket; ///< "" = default_control_socket()
   std::string udev_root;      ///< optional udev database directory
   bool verbose = false;
-  std::string kernel_profile = "6.16"; ///< vfio_ap/mdev profile ("6.16" or "4.20")
+  std::string kernel_profile; ///< profile::KernelProfile name; empty: the newest
   bool virtual_clock = false; ///< see RunOptions
+  std::string state_dir;      ///< see RunOptions
 };
 
 /// Serves until SIGINT or SIGTERM, then unmounts cleanly. Prints "READY <mountpoint>" on

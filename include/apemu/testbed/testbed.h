@@ -16,6 +16,8 @@
 #include "apemu/base/result.h"
 #include "apemu/core/core.h"
 #include "apemu/mdev/mdev.h"
+#include "apemu/testbed/qemu.h"
+#include "apemu/testbed/state.h"
 #include "apemu/topology/topology.h"
 #include "apemu/vfio_ap/vfio_ap.h"
 
@@ -28,13 +30,16 @@ struct Options {
   bool echo_log = false;
   /// Load the mdev core and vfio_ap after zcrypt (only with a topology).
   bool vfio_ap = true;
-  /// The vfio_ap/mdev kernel profile: "6.16" (default) or "4.20" (see vfio_ap/vfio_ap.h).
-  std::string kernel_profile = "6.16";
+  /// The kernel the machine behaves like (profile::KernelProfile name, e.g. "6.1"); empty: the
+  /// newest profile.
+  std::string kernel_profile;
   /// Machine time: virtual (moves only with advance(); tests) or real (daemons).
   Runtime::ClockKind clock = Runtime::ClockKind::Virtual;
 };
 
-/// The default topology file: $APEMU_TOPOLOGY_DIR/default.toml, else the source tree's.
+/// The default topology file, default.toml in the first of: $APEMU_TOPOLOGY_DIR; the source
+/// tree's topologies/ when the executable lies below the build tree (build/apemu, tests); the
+/// installed presets (<datadir>/apemu/topologies, e.g. /usr/share/apemu/topologies).
 std::string default_topology_path();
 
 class Testbed {
@@ -60,10 +65,22 @@ public:
   /// Null without a topology or with Options::vfio_ap off.
   mdev::MdevBus* mdev_bus() { return m_mdev.get(); }
   vfio_ap::VfioAp* vfio_ap() { return m_vfio_ap.get(); }
+  /// The QEMU processes that run guests on the mdevs (null without vfio_ap).
+  Qemu* qemu() { return m_qemu.get(); }
   /// The tree as text (kernfs::dump_tree) below `path`. Locking: machine lock held.
   std::string dump(const std::string& path = "/") const;
   /// Writes the tree as plain files below `dir`. Locking: machine lock held.
   Result<void> export_to(const std::filesystem::path& dir) const;
+
+  /// Keeps the machine's state in `dir` (state.h): restores what it holds (before anything is
+  /// served), then saves after every change (persist()). Returns: StateDir's and
+  /// state_restore's errors; nothing is restored partially (the machine should be discarded
+  /// after an error). Locking: machine lock held.
+  Result<void> enable_state(const std::string& dir);
+  /// The commit point of an entry point that may have changed the machine (a store, a control
+  /// command, executor work): makes the state durable. No-op without enable_state. Returns: the
+  /// errno of the failed save. Locking: machine lock held.
+  Result<void> persist();
 
 private:
   Testbed() = default;
@@ -74,6 +91,8 @@ private:
   std::unique_ptr<ap::Zcrypt> m_zcrypt;
   std::unique_ptr<mdev::MdevBus> m_mdev;
   std::unique_ptr<vfio_ap::VfioAp> m_vfio_ap;
+  std::unique_ptr<Qemu> m_qemu;
+  std::unique_ptr<StateDir> m_state;
 };
 
 } // namespace apemu::testbed

@@ -21,7 +21,7 @@ struct Topology {
   std::string source;       ///< file name (or "<string>")
   ap::ApHardware hw;        ///< QCI and adapters
   ap::ApBusOptions bus;     ///< ap.domain=, ap.apmask=, ap.aqmask=
-  std::vector<unsigned> offline_cards; ///< adapters with `online = false` (zcrypt soft state)
+  std::vector<Apid> offline_cards; ///< adapters with `online = false` (zcrypt soft state)
 };
 
 /// Parses TOML text. Returns: EINVAL with "source:line: key 'k': reason" for any invalid or

@@ -24,13 +24,15 @@ std::string_view action_name(Action a);
 /// Exact match against the eight names. Returns: EINVAL for anything else.
 Result<Action> parse_action(std::string_view s);
 
-inline constexpr std::size_t kMaxEnvVars = 64;    // UEVENT_NUM_ENVP
+inline constexpr std::size_t kMaxEnvVars = 64;    // UEVENT_NUM_ENVP (32 before 5.8)
 inline constexpr std::size_t kMaxEnvBytes = 2048; // UEVENT_BUFFER_SIZE
 
 /// An ordered list of KEY=VALUE variables with the kernel's limits.
 class Env {
 public:
-  /// Appends KEY=VALUE. Returns: ENOMEM when the 64-variable or 2048-byte limit is exceeded
+  /// An empty environment of at most `max_vars` variables (the kernel's UEVENT_NUM_ENVP).
+  explicit Env(std::size_t max_vars = kMaxEnvVars) : m_max_vars(max_vars) {}
+  /// Appends KEY=VALUE. Returns: ENOMEM when the variable or 2048-byte limit is exceeded
   /// (add_uevent_var); the env is then unchanged.
   Result<void> add(std::string_view key, std::string_view value);
   /// Removes every variable named `key` (the kernel strips MODALIAS from unbind events).
@@ -42,6 +44,7 @@ public:
 private:
   std::vector<std::pair<std::string, std::string>> m_vars;
   std::size_t m_bytes = 0;
+  std::size_t m_max_vars;
 };
 
 /// One emitted event. `env` holds every variable in order: ACTION, DEVPATH, SUBSYSTEM, extras,

@@ -64,7 +64,7 @@ protected:
   }
 
   /// Registers a non-default queue driver (vfio_ap's role) with an in_use callback.
-  core::Driver* add_passthrough_driver(std::function<int(const ap::Mask256&, const ap::Mask256&)> in_use = {}) {
+  core::Driver* add_passthrough_driver(std::function<int(const ApidMask&, const ApqiMask&)> in_use = {}) {
     ap::ApDriverOps ops;
     ops.base.name = "vfio_ap";
     ops.base.probe = [](core::Device&) -> Result<void> { return {}; };

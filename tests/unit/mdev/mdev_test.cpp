@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "apemu/mdev/mdev.h"
+#include "apemu/profile/kernel_profile.h"
 #include "matchers.h"
 #include "sysfs_helpers.h"
 
@@ -27,15 +28,18 @@ const core::DeviceAttributeGroup kVendorGroups[] = {{"", kVendorAttrs}};
 /// A parent device on a test bus, bound to `fakedrv` (whose name becomes the type prefix).
 class MdevTest : public ::testing::Test {
 protected:
-  void SetUp() override { guard = core.lock(); } // the test body is the entry point
+  /// A machine whose kernel has the legacy (≤5.x, `vfio_mdev`) or the current mdev core.
   void boot(bool legacy, unsigned max_instances = 3) {
-    bus = *core.bus_register({.name = "fakebus"});
-    pdrv = *core.driver_register(
+    m_core = std::make_unique<core::Core>(
+        m_rt, legacy ? **profile::find_profile("4.20") : profile::default_profile());
+    guard = core().lock(); // the test body is the entry point
+    bus = *core().bus_register({.name = "fakebus"});
+    pdrv = *core().driver_register(
         *bus, {.name = "fakedrv", .probe = [](core::Device&) { return Result<void>{}; }});
     parent = core::Device::create(std::string("parent0"), [](core::Device&) {});
     parent->set_bus(bus);
-    ASSERT_THAT(core.device_add(*parent), IsOk());
-    mdevs = std::move(*mdev::MdevBus::create(core, {.legacy = legacy}));
+    ASSERT_THAT(core().device_add(*parent), IsOk());
+    mdevs = std::move(*mdev::MdevBus::create(core()));
     mdev::MdevDriverOps ops;
     ops.base.name = "fake_mdev";
     ops.base.probe = [this](core::Device& d) -> Result<void> {
@@ -43,43 +47,48 @@ protected:
       if (fail_probe) return Error(EIO);
       // (via the device: `mdevs` is already null while the unique_ptr destroys the bus)
       auto& md = mdev::to_mdev_device(d);
-      if (!md.mdev_bus().legacy()) APEMU_TRY_VOID(md.mdev_bus().iommu_group_add_device(md));
+      if (md.mdev_bus().vendor_driver_binds()) APEMU_TRY_VOID(md.mdev_bus().iommu_group_add_device(md));
       return {};
     };
     ops.base.remove = [this](core::Device& d) {
       ++removes;
       auto& md = mdev::to_mdev_device(d);
-      if (!md.mdev_bus().legacy()) md.mdev_bus().iommu_group_remove_device(md);
+      if (md.mdev_bus().vendor_driver_binds()) md.mdev_bus().iommu_group_remove_device(md);
     };
     ops.base.dev_groups = kVendorGroups;
     ops.device_api = "vfio-fake";
     ops.max_instances = max_instances;
     ops.exhausted_errno = legacy ? EPERM : EUSERS;
-    ops.unregister_vfio_dev = [this](mdev::MdevDevice&) -> Result<void> {
+    ops.unregister_vfio_dev = [this](mdev::MdevDevice&) -> Result<std::shared_ptr<Completion>> {
       if (busy) return Error(EBUSY);
-      return {};
+      return in_use; // null: nobody uses the device
     };
     drv = *mdevs->register_driver(std::move(ops));
-    log = std::make_unique<EventLog>(core);
+    log = std::make_unique<EventLog>(core());
     auto p = mdevs->register_parent(*parent, *drv, {{"gpu", "Fake GPU"}});
     ASSERT_THAT(p, IsOk());
     mparent = *p;
   }
   void TearDown() override {
+    if (!m_core) return;
     log.reset();
     mdevs.reset();
-    if (parent) core.device_unregister(std::move(parent));
-    if (pdrv) core.driver_unregister(*pdrv);
-    if (bus) core.bus_unregister(*bus);
-    guard.unlock();
+    if (parent) core().device_unregister(std::move(parent));
+    if (pdrv) core().driver_unregister(*pdrv);
+    if (bus) core().bus_unregister(*bus);
+    if (guard.owns_lock()) guard.unlock();
   }
   Result<std::size_t> write(std::string_view p, std::string_view v) {
-    return sysfs_write(core, p, v);
+    return sysfs_write(core(), p, v);
   }
-  Result<std::string> read(std::string_view p) { return sysfs_read(core, p); }
+  Result<std::string> read(std::string_view p) { return sysfs_read(core(), p); }
 
-  core::Core core;
+  Runtime m_rt;
+  std::unique_ptr<core::Core> m_core;
+  core::Core& core() { return *m_core; }
   MachineGuard guard;
+  /// The "user" of every mdev: while set, a `remove` waits for it to complete.
+  std::shared_ptr<Completion> in_use;
   core::Bus* bus = nullptr;
   core::Driver* pdrv = nullptr;
   core::Ref<core::Device> parent;
@@ -100,15 +109,15 @@ TEST_F(MdevTest, RegistrationPublishesTypesCompatLinkAndRegisteredEvent) {
   EXPECT_THAT(read(std::string(kType) + "/name"), IsOkAndHolds("Fake GPU\n"));
   EXPECT_THAT(read(std::string(kType) + "/device_api"), IsOkAndHolds("vfio-fake\n"));
   EXPECT_THAT(read(std::string(kType) + "/available_instances"), IsOkAndHolds("3\n"));
-  EXPECT_FALSE(sysfs_exists(core, std::string(kType) + "/description")); // no show_description
-  EXPECT_TRUE(sysfs_exists(core, std::string(kType) + "/devices"));
-  EXPECT_THAT(sysfs_readlink(core, "/class/mdev_bus/parent0"),
+  EXPECT_FALSE(sysfs_exists(core(), std::string(kType) + "/description")); // no show_description
+  EXPECT_TRUE(sysfs_exists(core(), std::string(kType) + "/devices"));
+  EXPECT_THAT(sysfs_readlink(core(), "/class/mdev_bus/parent0"),
               IsOkAndHolds("../../devices/parent0"));
-  EXPECT_TRUE(sysfs_exists(core, "/kernel/iommu_groups"));
+  EXPECT_TRUE(sysfs_exists(core(), "/kernel/iommu_groups"));
   ASSERT_EQ(log->events.size(), 1u);
   EXPECT_EQ(log->lines()[0], "change /devices/parent0");
   EXPECT_EQ(log->events[0].get("MDEV_STATE"), "registered");
-  EXPECT_TRUE(core.log().contains("fakedrv parent0: MDEV: Registered"));
+  EXPECT_TRUE(core().log().contains("fakedrv parent0: MDEV: Registered"));
   // Not twice.
   EXPECT_THAT(mdevs->register_parent(*parent, *drv, {{"gpu", ""}}), FailsWith(EEXIST));
 }
@@ -131,30 +140,30 @@ TEST_F(MdevTest, CreateEnforcesTheThirtySixOrThirtySevenByteRule) {
   // 37 bytes: one trailing character of any kind is ignored by the UUID parser.
   EXPECT_THAT(write(create, std::string(kUuid) + "\n"), IsOkAndHolds(37u));
   EXPECT_THAT(write(create, std::string(kUuid2) + "X"), IsOkAndHolds(37u));
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid)));
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid2)));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid)));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid2)));
 }
 
 TEST_F(MdevTest, CreatePublishesEveryFileBeforeTheWriteReturns) {
   boot(false);
   ASSERT_THAT(write(std::string(kType) + "/create", kUuid), IsOkAndHolds(36u));
   const std::string d = dev_path(kUuid);
-  EXPECT_THAT(sysfs_readlink(core, d + "/mdev_type"),
+  EXPECT_THAT(sysfs_readlink(core(), d + "/mdev_type"),
               IsOkAndHolds("../mdev_supported_types/fakedrv-gpu"));
-  EXPECT_THAT(sysfs_readlink(core, std::string(kType) + "/devices/" + kUuid),
+  EXPECT_THAT(sysfs_readlink(core(), std::string(kType) + "/devices/" + kUuid),
               IsOkAndHolds("../../../" + std::string(kUuid)));
-  EXPECT_THAT(sysfs_readlink(core, std::string("/bus/mdev/devices/") + kUuid),
+  EXPECT_THAT(sysfs_readlink(core(), std::string("/bus/mdev/devices/") + kUuid),
               IsOkAndHolds("../../../devices/parent0/" + std::string(kUuid)));
-  EXPECT_THAT(sysfs_readlink(core, d + "/driver"),
+  EXPECT_THAT(sysfs_readlink(core(), d + "/driver"),
               IsOkAndHolds("../../../bus/mdev/drivers/fake_mdev"));
-  EXPECT_THAT(sysfs_readlink(core, d + "/subsystem"), IsOkAndHolds("../../../bus/mdev"));
+  EXPECT_THAT(sysfs_readlink(core(), d + "/subsystem"), IsOkAndHolds("../../../bus/mdev"));
   EXPECT_THAT(read(d + "/vendor_attr"), IsOkAndHolds("vendor\n"));
-  EXPECT_TRUE(sysfs_exists(core, d + "/remove"));
+  EXPECT_TRUE(sysfs_exists(core(), d + "/remove"));
   // The IOMMU group: an integer directory name, both links (QEMU parses the basename).
-  auto group = sysfs_readlink(core, d + "/iommu_group");
+  auto group = sysfs_readlink(core(), d + "/iommu_group");
   ASSERT_THAT(group, IsOkAndHolds("../../../kernel/iommu_groups/0"));
   EXPECT_EQ(std::stoi(group->substr(group->rfind('/') + 1)), 0);
-  EXPECT_THAT(sysfs_readlink(core, std::string("/kernel/iommu_groups/0/devices/") + kUuid),
+  EXPECT_THAT(sysfs_readlink(core(), std::string("/kernel/iommu_groups/0/devices/") + kUuid),
               IsOkAndHolds("../../../../devices/parent0/" + std::string(kUuid)));
   EXPECT_THAT(read("/kernel/iommu_groups/0/type"), IsOkAndHolds("unknown\n"));
   EXPECT_THAT(read("/kernel/iommu_groups/0/reserved_regions"), IsOkAndHolds(""));
@@ -167,7 +176,7 @@ TEST_F(MdevTest, UpperCaseUuidCreatesTheLowerCaseNameAndDuplicatesFailWithEexist
   boot(false);
   const std::string create = std::string(kType) + "/create";
   ASSERT_THAT(write(create, "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"), IsOk());
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid2)));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid2)));
   EXPECT_THAT(write(create, kUuid2), FailsWith(EEXIST));
   EXPECT_THAT(write(create, "aaaaaaaa-bbbb-cccc-dddd-EEEEEEEEEEEE\n"), FailsWith(EEXIST));
   EXPECT_THAT(read(std::string(kType) + "/available_instances"), IsOkAndHolds("2\n"));
@@ -187,8 +196,8 @@ TEST_F(MdevTest, FailedProbeLeavesNothingBehindAndReturnsTheInstance) {
   boot(false);
   fail_probe = true;
   EXPECT_THAT(write(std::string(kType) + "/create", kUuid), FailsWith(EIO));
-  EXPECT_FALSE(sysfs_exists(core, dev_path(kUuid)));
-  EXPECT_FALSE(sysfs_exists(core, std::string("/bus/mdev/devices/") + kUuid));
+  EXPECT_FALSE(sysfs_exists(core(), dev_path(kUuid)));
+  EXPECT_FALSE(sysfs_exists(core(), std::string("/bus/mdev/devices/") + kUuid));
   EXPECT_THAT(read(std::string(kType) + "/available_instances"), IsOkAndHolds("3\n"));
   EXPECT_EQ(mdevs->find_device(*parse_uuid(kUuid)), nullptr);
   fail_probe = false;
@@ -203,12 +212,12 @@ TEST_F(MdevTest, RemoveParsesWithKstrtoulAndZeroIsANoOp) {
   EXPECT_THAT(write(rm, "-1"), FailsWith(EINVAL));
   EXPECT_THAT(write(rm, "99999999999999999999"), FailsWith(EINVAL)); // ERANGE is EINVAL here
   EXPECT_THAT(write(rm, "0\n"), IsOkAndHolds(2u));
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid)));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid)));
   log->clear();
   EXPECT_THAT(write(rm, "1"), IsOkAndHolds(1u));
-  EXPECT_FALSE(sysfs_exists(core, dev_path(kUuid)));
-  EXPECT_FALSE(sysfs_exists(core, std::string(kType) + "/devices/" + kUuid));
-  EXPECT_FALSE(sysfs_exists(core, "/kernel/iommu_groups/0"));
+  EXPECT_FALSE(sysfs_exists(core(), dev_path(kUuid)));
+  EXPECT_FALSE(sysfs_exists(core(), std::string(kType) + "/devices/" + kUuid));
+  EXPECT_FALSE(sysfs_exists(core(), "/kernel/iommu_groups/0"));
   EXPECT_THAT(log->lines(), ElementsAre("unbind " + dev_path(kUuid), "remove " + dev_path(kUuid)));
   EXPECT_EQ(removes, 1);
   EXPECT_THAT(read(std::string(kType) + "/available_instances"), IsOkAndHolds("3\n"));
@@ -221,8 +230,8 @@ TEST_F(MdevTest, RemoveRefusedByTheDriverChangesNothing) {
   ASSERT_THAT(write(std::string(kType) + "/create", kUuid), IsOk());
   busy = true;
   EXPECT_THAT(write(dev_path(kUuid) + "/remove", "1"), FailsWith(EBUSY));
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid) + "/remove"));
-  EXPECT_TRUE(sysfs_exists(core, dev_path(kUuid) + "/iommu_group"));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid) + "/remove"));
+  EXPECT_TRUE(sysfs_exists(core(), dev_path(kUuid) + "/iommu_group"));
   EXPECT_EQ(removes, 0);
   busy = false;
   EXPECT_THAT(write(dev_path(kUuid) + "/remove", "1"), IsOk());
@@ -233,12 +242,12 @@ TEST_F(MdevTest, IommuGroupNumbersAreTheLowestFree) {
   const std::string create = std::string(kType) + "/create";
   ASSERT_THAT(write(create, kUuid), IsOk());
   ASSERT_THAT(write(create, kUuid2), IsOk());
-  EXPECT_THAT(sysfs_readlink(core, dev_path(kUuid2) + "/iommu_group"),
+  EXPECT_THAT(sysfs_readlink(core(), dev_path(kUuid2) + "/iommu_group"),
               IsOkAndHolds("../../../kernel/iommu_groups/1"));
   ASSERT_THAT(write(dev_path(kUuid) + "/remove", "1"), IsOk());
   ASSERT_THAT(write(create, "33333333-2222-3333-4444-555555555555"), IsOk());
   EXPECT_THAT(
-      sysfs_readlink(core, dev_path("33333333-2222-3333-4444-555555555555") + "/iommu_group"),
+      sysfs_readlink(core(), dev_path("33333333-2222-3333-4444-555555555555") + "/iommu_group"),
       IsOkAndHolds("../../../kernel/iommu_groups/0"));
 }
 
@@ -248,37 +257,37 @@ TEST_F(MdevTest, UnregisterParentRemovesItsMdevsAndSendsUnregistered) {
   log->clear();
   mdevs->unregister_parent(mparent);
   mparent = nullptr;
-  EXPECT_FALSE(sysfs_exists(core, dev_path(kUuid)));
-  EXPECT_FALSE(sysfs_exists(core, "/devices/parent0/mdev_supported_types"));
-  EXPECT_FALSE(sysfs_exists(core, "/class/mdev_bus/parent0"));
+  EXPECT_FALSE(sysfs_exists(core(), dev_path(kUuid)));
+  EXPECT_FALSE(sysfs_exists(core(), "/devices/parent0/mdev_supported_types"));
+  EXPECT_FALSE(sysfs_exists(core(), "/class/mdev_bus/parent0"));
   ASSERT_FALSE(log->events.empty());
   EXPECT_EQ(log->lines().back(), "change /devices/parent0");
   EXPECT_EQ(log->events.back().get("MDEV_STATE"), "unregistered");
-  EXPECT_TRUE(core.log().contains("fakedrv parent0: MDEV: Unregistering"));
+  EXPECT_TRUE(core().log().contains("fakedrv parent0: MDEV: Unregistering"));
   EXPECT_TRUE(mdevs->devices().empty());
 }
 
 TEST_F(MdevTest, LegacyCoreBindsVfioMdevAndCallsTheVendorAsParentOps) {
   boot(true, 1);
-  EXPECT_TRUE(sysfs_exists(core, "/bus/mdev/drivers/vfio_mdev"));
-  EXPECT_FALSE(sysfs_exists(core, "/bus/mdev/drivers/fake_mdev"));
+  EXPECT_TRUE(sysfs_exists(core(), "/bus/mdev/drivers/vfio_mdev"));
+  EXPECT_FALSE(sysfs_exists(core(), "/bus/mdev/drivers/fake_mdev"));
   ASSERT_THAT(write(std::string(kType) + "/create", kUuid), IsOk());
   const std::string d = dev_path(kUuid);
-  EXPECT_THAT(sysfs_readlink(core, d + "/driver"),
+  EXPECT_THAT(sysfs_readlink(core(), d + "/driver"),
               IsOkAndHolds("../../../bus/mdev/drivers/vfio_mdev"));
   EXPECT_THAT(read(d + "/vendor_attr"), IsOkAndHolds("vendor\n"));
   EXPECT_EQ(probes, 1);
   // The mdev bus's probe attached the IOMMU group.
-  EXPECT_THAT(sysfs_readlink(core, d + "/iommu_group"),
+  EXPECT_THAT(sysfs_readlink(core(), d + "/iommu_group"),
               IsOkAndHolds("../../../kernel/iommu_groups/0"));
   // The vendor counted instances: EPERM, after the device was registered and removed again.
   log->clear();
   EXPECT_THAT(write(std::string(kType) + "/create", kUuid2), FailsWith(EPERM));
-  EXPECT_FALSE(sysfs_exists(core, dev_path(kUuid2)));
+  EXPECT_FALSE(sysfs_exists(core(), dev_path(kUuid2)));
   ASSERT_GE(log->lines().size(), 2u);
   EXPECT_EQ(log->lines().front(), "add " + dev_path(kUuid2));
   EXPECT_EQ(log->lines().back(), "remove " + dev_path(kUuid2));
   EXPECT_THAT(write(d + "/remove", "1"), IsOk());
   EXPECT_EQ(removes, 1);
-  EXPECT_FALSE(sysfs_exists(core, "/kernel/iommu_groups/0"));
+  EXPECT_FALSE(sysfs_exists(core(), "/kernel/iommu_groups/0"));
 }

@@ -208,7 +208,7 @@ TEST_F(ControlServerTest, OnlyRootAndTheOwnerMayRunCommands) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   // Nothing changed.
-  EXPECT_TRUE(tb->ap_bus()->card(1)->config());
+  EXPECT_TRUE(tb->ap_bus()->card(Apid{1})->config());
 }
 
 TEST_F(ControlServerTest, ClientTimesOutOnAServerThatNeverAnswers) {

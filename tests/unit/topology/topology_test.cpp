@@ -39,13 +39,13 @@ chkstop = false
   EXPECT_EQ(t->hw.qci().adm.list(), "4-7,16,32");
   EXPECT_EQ(t->hw.qci().na, 255u);
   EXPECT_EQ(t->bus.default_domain, 4);
-  const ap::Adapter* a = t->hw.adapter(5);
+  const ap::Adapter* a = t->hw.adapter(Apid{5});
   ASSERT_NE(a, nullptr);
   EXPECT_EQ(a->raw_type, 14);
   EXPECT_EQ(a->mode, ap::ApMode::Accel);
   EXPECT_EQ(a->domains.list(), "4-5");
   EXPECT_EQ(a->depth, 4);
-  EXPECT_EQ(t->offline_cards, std::vector<unsigned>{5});
+  EXPECT_EQ(t->offline_cards, std::vector<Apid>{Apid{5}});
 }
 
 TEST(Topology, DefaultsWithoutApxaAndDefaultDomainIsTheFirstUsageDomain) {

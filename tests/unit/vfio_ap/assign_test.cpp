@@ -94,7 +94,7 @@ TEST_F(VfioApAssign, AlreadyAssignedSucceedsWithoutAnyChange) {
   release_adapters("-5");
   assign(kU1, {"5"}, {"4"});
   auto* m = vfio().find_mdev(kU1);
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   const auto writes = (*g)->apcb_writes();
   EXPECT_THAT(mw(kU1, "assign_adapter", "5"), IsOkAndHolds(1u));

@@ -36,7 +36,7 @@ TEST_F(VfioApTest, CtlGuestStartShowStop) {
                         "  adm 0x00000000800" +
                         std::string(53, '0') +
                         " (32)\n"
-                        "  apcb_writes 1 cfg_chg_signals 1\n");
+                        "  apcb_writes 1 cfg_chg_signals 0\n"); // QEMU registers the eventfd after opening
   EXPECT_THAT(run({"guest", "show", "--mdev", kU1}), IsOkAndHolds(*shown));
   EXPECT_THAT(read("/devices/ap/card05/05.0004/status"), IsOkAndHolds("in use\n"));
   ASSERT_THAT(run({"guest", "stop", "--mdev", kU1}), IsOk());
@@ -51,7 +51,7 @@ TEST_F(VfioApTest, ShowMarksAssignedApqnsWithALetterPerMdev) {
   create(kU2);
   assign(kU1, {"5"}, {"4", "5"});
   assign(kU2, {"6"}, {"6"});
-  ASSERT_THAT(vfio().guest_start(*vfio().find_mdev(kU2), {.name = "vm2"}), IsOk());
+  ASSERT_THAT(tb->qemu()->start(*vfio().find_mdev(kU2), {.name = "vm2"}), IsOk());
   const std::string out = testbed::render_show(*tb, {.table = false});
   EXPECT_THAT(out, HasSubstr("  A = assigned to mdev " + std::string(kU1) + "\n"));
   EXPECT_THAT(out, HasSubstr("  B = assigned to mdev " + std::string(kU2) + " (guest vm2)\n"));

@@ -27,17 +27,17 @@ TEST_F(VfioApFilter, GuestMatrixIsTheAssignmentLimitedToBoundQueuesInTheHostConf
 TEST_F(VfioApFilter, AnUnboundQueueFiltersItsWholeAdapter) {
   // §4.1 step 3 / §10.7: the architecture cannot hide a single APQN.
   assign(kU1, {"5", "6"}, {"4", "5"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
-  const auto resets = vfio().queue(5, 5)->resets();
+  const auto resets = vfio().queue({Apid{5}, Apqi{5}})->resets();
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "05.0004"), IsOk());
   EXPECT_THAT(mr(kU1, "guest_matrix"), IsOkAndHolds("06.0004\n06.0005\n"));
   EXPECT_THAT(mr(kU1, "matrix"), IsOkAndHolds("05.0004\n05.0005\n06.0004\n06.0005\n"));
   EXPECT_EQ((*g)->apm().list(), "6");
   EXPECT_EQ((*g)->aqm().list(), "4-5");
   // The other queue of the unplugged adapter was reset (§4.3 step 2).
-  EXPECT_EQ(vfio().queue(5, 5)->resets(), resets + 1);
-  EXPECT_EQ(vfio().queue(5, 4), nullptr);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{5}})->resets(), resets + 1);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}}), nullptr);
   // Rebinding probes, links and filters again: the adapter comes back.
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/bind", "05.0004"), IsOk());
   EXPECT_THAT(mr(kU1, "guest_matrix"), IsOkAndHolds("05.0004\n05.0005\n06.0004\n06.0005\n"));
@@ -60,13 +60,13 @@ TEST_F(VfioApFilter, DomainsAreNeverFilteredForMissingQueues) {
 TEST_F(VfioApFilter, AssignmentWhileAttachedHotPlugsAndSignalsTheGuest) {
   // §3.9: current kernels update the guest live; §4.6, §7.4: every APCB write is signalled.
   assign(kU1, {"5"}, {"4"}, {"4"});
-  auto g = vfio().guest_start(*m, {.name = "g1"});
+  auto g = tb->qemu()->start(*m, {.name = "g1"});
   ASSERT_THAT(g, IsOk());
   EXPECT_EQ((*g)->apm().list(), "5");
   EXPECT_EQ((*g)->aqm().list(), "4");
   EXPECT_EQ((*g)->adm().list(), "4");
   ASSERT_TRUE(m->cfg_chg_trigger());
-  const auto writes = (*g)->apcb_writes(), signals = m->cfg_chg_trigger()->count;
+  const auto writes = (*g)->apcb_writes(), signals = m->cfg_chg_trigger()->count();
   ASSERT_THAT(mw(kU1, "assign_adapter", "6"), IsOk());
   EXPECT_EQ((*g)->apm().list(), "5-6");
   ASSERT_THAT(mw(kU1, "assign_domain", "5"), IsOk());
@@ -74,7 +74,7 @@ TEST_F(VfioApFilter, AssignmentWhileAttachedHotPlugsAndSignalsTheGuest) {
   ASSERT_THAT(mw(kU1, "assign_control_domain", "0x20"), IsOk());
   EXPECT_EQ((*g)->adm().list(), "4,32");
   EXPECT_EQ((*g)->apcb_writes(), writes + 3);
-  EXPECT_EQ(m->cfg_chg_trigger()->count, signals + 3);
+  EXPECT_EQ(m->cfg_chg_trigger()->count(), signals + 3);
   // An over-provisioned control domain changes nothing the guest sees: no write.
   ASSERT_THAT(mw(kU1, "assign_control_domain", "0x21"), IsOk());
   EXPECT_EQ((*g)->apcb_writes(), writes + 3);
@@ -84,21 +84,21 @@ TEST_F(VfioApFilter, UnassignmentWhileAttachedUnplugsAndResetsTheGuestsQueues) {
   // §3.4 step 6: unlink, drop from the shadow, one APCB write, reset the queues that were in
   // the guest.
   assign(kU1, {"5", "6"}, {"4", "5"}, {"4"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
-  const auto r54 = vfio().queue(5, 4)->resets(), r55 = vfio().queue(5, 5)->resets(),
-             r64 = vfio().queue(6, 4)->resets();
+  const auto r54 = vfio().queue({Apid{5}, Apqi{4}})->resets(), r55 = vfio().queue({Apid{5}, Apqi{5}})->resets(),
+             r64 = vfio().queue({Apid{6}, Apqi{4}})->resets();
   const auto writes = (*g)->apcb_writes();
   ASSERT_THAT(mw(kU1, "unassign_adapter", "5"), IsOk());
   EXPECT_EQ((*g)->apm().list(), "6");
   EXPECT_EQ((*g)->apcb_writes(), writes + 1);
-  EXPECT_EQ(vfio().queue(5, 4)->resets(), r54 + 1);
-  EXPECT_EQ(vfio().queue(5, 5)->resets(), r55 + 1);
-  EXPECT_EQ(vfio().queue(6, 4)->resets(), r64);
-  EXPECT_EQ(vfio().queue(5, 4)->matrix_mdev(), nullptr);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->resets(), r54 + 1);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{5}})->resets(), r55 + 1);
+  EXPECT_EQ(vfio().queue({Apid{6}, Apqi{4}})->resets(), r64);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->matrix_mdev(), nullptr);
   ASSERT_THAT(mw(kU1, "unassign_domain", "4"), IsOk());
   EXPECT_EQ((*g)->aqm().list(), "5");
-  EXPECT_EQ(vfio().queue(6, 4)->resets(), r64 + 1);
+  EXPECT_EQ(vfio().queue({Apid{6}, Apqi{4}})->resets(), r64 + 1);
   ASSERT_THAT(mw(kU1, "unassign_control_domain", "4"), IsOk());
   EXPECT_TRUE((*g)->adm().none());
   EXPECT_THAT(mr(kU1, "guest_matrix"), IsOkAndHolds("06.0005\n"));
@@ -111,7 +111,7 @@ TEST_F(VfioApFilter, QueueStatusSaysUnassignedAssignedOrInUse) {
   EXPECT_FALSE(sysfs_exists(core(), "/devices/ap/card07/07.0004/status")); // bound to zcrypt
   assign(kU1, {"5"}, {"4"});
   EXPECT_THAT(read(st), IsOkAndHolds("assigned\n"));
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   EXPECT_THAT(read(st), IsOkAndHolds("in use\n"));
   // Assigned and attached but filtered out of the guest: "assigned".
@@ -119,7 +119,7 @@ TEST_F(VfioApFilter, QueueStatusSaysUnassignedAssignedOrInUse) {
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "05.0005"), IsOk());
   ASSERT_THAT(mw(kU1, "assign_domain", "5"), IsOk()); // 05.0005 unbound → adapter 5 filtered
   EXPECT_THAT(read(st), IsOkAndHolds("assigned\n"));
-  ASSERT_THAT(vfio().guest_stop(*m), IsOk());
+  ASSERT_THAT(tb->qemu()->stop(m->name()), IsOk());
   EXPECT_THAT(read(st), IsOkAndHolds("assigned\n"));
 }
 
@@ -158,26 +158,26 @@ TEST_F(VfioApFilter, AnUnassignedAdapterCanBeTakenBackByZcrypt) {
   // in_use only vetoes assigned APQNs: after the unassignment the mask write succeeds and the
   // queues move to cex4queue (§4.3, §4.5).
   assign(kU1, {"5", "6"}, {"4"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   ASSERT_THAT(mw(kU1, "unassign_adapter", "6"), IsOk());
   ASSERT_THAT(write("/bus/ap/apmask", "+6"), IsOk());
   EXPECT_EQ((*g)->apm().list(), "5");
-  EXPECT_EQ(vfio().queue(6, 4), nullptr); // unbound from vfio_ap, bound to cex4queue
+  EXPECT_EQ(vfio().queue({Apid{6}, Apqi{4}}), nullptr); // unbound from vfio_ap, bound to cex4queue
 }
 
 TEST_F(VfioApFilter, HostConfigurationRemovalUnplugsFromTheShadow) {
   // §4.4 on_config_changed removal pass, then the scan removes the queue devices.
   assign(kU1, {"5", "6"}, {"4", "5"}, {"4", "5"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
-  ASSERT_THAT(bus().hotunplug_adapter(6), IsOk());
+  ASSERT_THAT(bus().hotunplug_adapter(Apid{6}), IsOk());
   EXPECT_EQ((*g)->apm().list(), "5");
   EXPECT_THAT(mr(kU1, "guest_matrix"), IsOkAndHolds("05.0004\n05.0005\n"));
   EXPECT_THAT(mr(kU1, "matrix"), IsOkAndHolds("05.0004\n05.0005\n06.0004\n06.0005\n"));
-  ASSERT_THAT(bus().set_usage_domain(5, false), IsOk());
+  ASSERT_THAT(bus().set_usage_domain(Apqi{5}, false), IsOk());
   EXPECT_EQ((*g)->aqm().list(), "4");
-  ASSERT_THAT(bus().set_control_domain(5, false), IsOk());
+  ASSERT_THAT(bus().set_control_domain(Apqi{5}, false), IsOk());
   EXPECT_EQ((*g)->adm().list(), "4");
   EXPECT_EQ(vfio().info().aqm.list(), "4,6-7");
 }
@@ -186,13 +186,13 @@ TEST_F(VfioApFilter, HostConfigurationAdditionHotPlugsAnOverProvisionedAdapter) 
   // §4.1 over-provisioning + §4.4 addition: assigned before it exists, plugged at scan end.
   release_adapters("-0x0a");
   assign(kU1, {"5", "0x0a"}, {"4"}, {"4", "0x21"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   EXPECT_EQ((*g)->apm().list(), "5");
   EXPECT_EQ((*g)->adm().list(), "4");
   const auto writes = (*g)->apcb_writes();
   ap::Adapter a;
-  a.id = 0x0a;
+  a.id = Apid{0x0a};
   a.raw_type = ap::kApTypeCex8;
   ASSERT_THAT(bus().hotplug_adapter(a), IsOk());
   EXPECT_EQ((*g)->apm().list(), "5,10");
@@ -200,7 +200,7 @@ TEST_F(VfioApFilter, HostConfigurationAdditionHotPlugsAnOverProvisionedAdapter) 
   EXPECT_TRUE(m->apm_add().none());           // cleared by on_scan_complete
   EXPECT_THAT(read("/devices/ap/card0a/0a.0004/status"), IsOkAndHolds("in use\n"));
   // A new control domain is plugged too.
-  ASSERT_THAT(bus().set_control_domain(0x21, true), IsOk());
+  ASSERT_THAT(bus().set_control_domain(Apqi{0x21}, true), IsOk());
   EXPECT_EQ((*g)->adm().list(), "4,33");
 }
 
@@ -208,9 +208,9 @@ TEST_F(VfioApFilter, DeviceResetFailsWithEioForADeconfiguredQueue) {
   // §5.6 step 4, §10.11.
   assign(kU1, {"5"}, {"4"});
   EXPECT_THAT(vfio().device_reset(*m), IsOk());
-  ASSERT_THAT(bus().sclp_configure(5, false), IsOk());
+  ASSERT_THAT(bus().sclp_configure(Apid{5}, false), IsOk());
   EXPECT_THAT(vfio().device_reset(*m), FailsWith(EIO));
-  EXPECT_EQ(vfio().queue(5, 4)->reset_rc(), ap::rc::kDeconfigured);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->reset_rc(), ap::rc::kDeconfigured);
   // Still passable (rc 3 is in the allow-list): the guest keeps the adapter.
   EXPECT_THAT(mw(kU1, "assign_domain", "5"), IsOk());
   EXPECT_THAT(mr(kU1, "guest_matrix"), IsOkAndHolds("05.0004\n05.0005\n"));
@@ -219,7 +219,7 @@ TEST_F(VfioApFilter, DeviceResetFailsWithEioForADeconfiguredQueue) {
 TEST_F(VfioApFilter, Apcb0GuestsLoseIdsAboveTheirFormat) {
   // §4.6, §10.13: a format-1 CRYCB holds adapters 0-63 and domains 0-15 only.
   assign(kU1, {"5"}, {"4"}, {"4", "0x20"});
-  auto g = vfio().guest_start(*m, {.name = "old", .format = vfio_ap::CrycbFormat::Format1});
+  auto g = tb->qemu()->start(*m, {.name = "old", .format = kvm::CrycbFormat::Format1});
   ASSERT_THAT(g, IsOk());
   EXPECT_EQ((*g)->adm().list(), "4");
   EXPECT_EQ(m->shadow_apcb().adm.list(), "4,32");

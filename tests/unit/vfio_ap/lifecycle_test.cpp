@@ -42,7 +42,7 @@ TEST_F(VfioApTest, RemoveUnlinksAndResetsItsQueuesWhichStayBoundToVfioAp) {
   release_adapters("-5");
   auto* m = create(kU1);
   assign(kU1, {"5"}, {"4"});
-  const auto r = vfio().queue(5, 4)->resets();
+  const auto r = vfio().queue({Apid{5}, Apqi{4}})->resets();
   EXPECT_THAT(mw(kU1, "remove", "0"), IsOk());
   EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1)));
   EXPECT_THAT(mw(kU1, "remove", "1"), IsOk());
@@ -50,9 +50,9 @@ TEST_F(VfioApTest, RemoveUnlinksAndResetsItsQueuesWhichStayBoundToVfioAp) {
   EXPECT_FALSE(sysfs_exists(core(), "/kernel/iommu_groups/0"));
   EXPECT_EQ(vfio().find_mdev(kU1), nullptr);
   (void)m;
-  ASSERT_NE(vfio().queue(5, 4), nullptr);
-  EXPECT_EQ(vfio().queue(5, 4)->resets(), r + 1);
-  EXPECT_EQ(vfio().queue(5, 4)->matrix_mdev(), nullptr);
+  ASSERT_NE(vfio().queue({Apid{5}, Apqi{4}}), nullptr);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->resets(), r + 1);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->matrix_mdev(), nullptr);
   EXPECT_THAT(read("/devices/ap/card05/05.0004/status"), IsOkAndHolds("unassigned\n"));
   EXPECT_THAT(read(std::string(kTypeDir) + "/available_instances"), IsOkAndHolds("65536\n"));
   // The freed APQN can be assigned to another mdev.
@@ -66,7 +66,7 @@ TEST_F(VfioApTest, OpenDeviceNeedsAKvmAndOneMdevPerGuest) {
   auto* m1 = create(kU1);
   auto* m2 = create(kU2);
   EXPECT_THAT(vfio().open_device(*m1, nullptr), FailsWith(EINVAL));
-  auto kvm = std::make_shared<vfio_ap::KvmGuest>("g");
+  auto kvm = std::make_shared<kvm::Kvm>("g");
   ASSERT_THAT(vfio().open_device(*m1, kvm), IsOk());
   EXPECT_EQ(kvm->pqap_hook(), kU1);
   EXPECT_THAT(vfio().open_device(*m1, kvm), FailsWith(EBUSY));
@@ -82,7 +82,7 @@ TEST_F(VfioApTest, AGuestWithoutCrycbOpensWithoutAttaching) {
   release_adapters("-5");
   auto* m = create(kU1);
   assign(kU1, {"5"}, {"4"});
-  auto kvm = std::make_shared<vfio_ap::KvmGuest>("nocrypto", vfio_ap::CrycbFormat::Format2, false);
+  auto kvm = std::make_shared<kvm::Kvm>("nocrypto", kvm::CrycbFormat::Format2, false);
   ASSERT_THAT(vfio().open_device(*m, kvm), IsOk());
   EXPECT_TRUE(m->opened());
   EXPECT_EQ(m->kvm(), nullptr);
@@ -96,59 +96,105 @@ TEST_F(VfioApTest, CloseClearsTheApcbAndResetsEveryLinkedQueueIncludingFilteredO
   auto* m = create(kU1);
   assign(kU1, {"5", "6"}, {"4", "5"});
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "06.0005"), IsOk()); // filters adapter 6
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   EXPECT_EQ((*g)->apm().list(), "5");
-  const auto r64 = vfio().queue(6, 4)->resets(), r54 = vfio().queue(5, 4)->resets();
-  ASSERT_THAT(vfio().guest_stop(*m), IsOk());
+  const auto r64 = vfio().queue({Apid{6}, Apqi{4}})->resets(), r54 = vfio().queue({Apid{5}, Apqi{4}})->resets();
+  ASSERT_THAT(tb->qemu()->stop(m->name()), IsOk());
   EXPECT_TRUE((*g)->apm().none());
   EXPECT_TRUE((*g)->aqm().none());
-  EXPECT_EQ(vfio().queue(6, 4)->resets(), r64 + 1);
-  EXPECT_EQ(vfio().queue(5, 4)->resets(), r54 + 1);
+  EXPECT_EQ(vfio().queue({Apid{6}, Apqi{4}})->resets(), r64 + 1);
+  EXPECT_EQ(vfio().queue({Apid{5}, Apqi{4}})->resets(), r54 + 1);
   EXPECT_FALSE(m->opened());
   EXPECT_FALSE(m->req_trigger()); // QEMU unregistered its eventfds
-  EXPECT_THAT(vfio().guest_stop(*m), FailsWith(ENODEV));
+  EXPECT_THAT(tb->qemu()->stop(m->name()), FailsWith(ENODEV));
 }
 
-TEST_F(VfioApTest, RemoveWhileAGuestRunsIsRelayedAndCompletesWhenTheGuestReleases) {
-  // §3.11 current, §5.5, §9: the request eventfd fires, QEMU unplugs, removal completes.
+TEST_F(VfioApTest, RemoveWhileAGuestRunsBlocksUntilQemuHonoursTheRequest) {
+  // §3.11 current, §5.5, §9: the writer blocks, the request eventfd fires, QEMU unplugs the
+  // device (later, on its own thread: posted work), and then the removal completes.
   release_adapters("-5");
   auto* m = create(kU1);
   assign(kU1, {"5"}, {"4"});
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
-  EXPECT_THAT(mw(kU1, "remove", "1"), IsOk());
-  EXPECT_FALSE(sysfs_exists(core(), mdev_path(kU1)));
+  auto w = sysfs_write_blocking(core(), mdev_path(kU1) + "/remove", "1");
+  ASSERT_THAT(w.result, FailsWith(kEIocbQueued));
+  ASSERT_TRUE(w.completion);
+  EXPECT_FALSE(w.completion->done());
+  EXPECT_TRUE(m->remove_pending());
   EXPECT_TRUE(core().log().contains("vfio_ap_mdev " + std::string(kU1) +
                                     ": Relaying device request to user (#0)"));
+  // [6.15+] the request itself takes the AP resources away from the guest.
   EXPECT_TRUE((*g)->apm().none());
+  // A second remove while the first waits: EAGAIN (§3.11).
+  EXPECT_THAT(mw(kU1, "remove", "1"), FailsWith(EAGAIN));
+  EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1)));
+  tb->runtime().run_pending(); // QEMU's notifier runs: unplug, close
+  ASSERT_TRUE(w.completion->done());
+  EXPECT_THAT(w.completion->result(), IsOk());
+  EXPECT_FALSE(sysfs_exists(core(), mdev_path(kU1)));
+  EXPECT_EQ(vfio().find_mdev(kU1), nullptr);
+  EXPECT_EQ(tb->qemu()->guest(kU1), nullptr);
 }
 
-TEST_F(VfioApTest, RemoveWhileAGuestIgnoresRequestsFailsInsteadOfBlocking) {
-  // The kernel would block the writer until the device is released; apemu answers EBUSY.
+TEST_F(VfioApTest, RemoveWhileAGuestIgnoresRequestsBlocksUntilTheGuestStops) {
+  // The kernel asks again every 10 s and logs every tenth request (§5.5, §9); the writer stays
+  // blocked until the device is closed.
   release_adapters("-5");
   auto* m = create(kU1);
   assign(kU1, {"5"}, {"4"});
-  auto g = vfio().guest_start(*m, {.name = "stubborn", .honour_requests = false});
-  ASSERT_THAT(g, IsOk());
-  const auto signals = m->cfg_chg_trigger()->count;
-  EXPECT_THAT(mw(kU1, "remove", "1"), FailsWith(EBUSY));
-  EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1) + "/remove"));
-  EXPECT_TRUE(
-      core().log().contains("No device request registered, blocked until released by user"));
-  // [6.15+] the request already took the resources away from the guest and told it.
-  EXPECT_TRUE((*g)->apm().none());
-  EXPECT_EQ(m->cfg_chg_trigger()->count, signals + 1);
-  ASSERT_THAT(vfio().guest_stop(*m), IsOk());
+  ASSERT_THAT(tb->qemu()->start(*m, {.name = "stubborn", .honour_requests = false}), IsOk());
+  auto w = sysfs_write_blocking(core(), mdev_path(kU1) + "/remove", "1");
+  ASSERT_THAT(w.result, FailsWith(kEIocbQueued));
+  ASSERT_THAT(tb->runtime().advance(std::chrono::seconds(95)), IsOk());
+  EXPECT_FALSE(w.completion->done());
+  EXPECT_EQ(m->req_trigger()->count(), 10u); // #0 at the write, then every 10 s
+  EXPECT_EQ(log_count("Relaying device request to user (#0)"), 1u);
+  ASSERT_THAT(tb->runtime().advance(std::chrono::seconds(5)), IsOk());
+  EXPECT_EQ(log_count("Relaying device request to user (#10)"), 1u);
+  ASSERT_THAT(tb->qemu()->stop(kU1), IsOk()); // `apemu ctl guest stop`
+  ASSERT_TRUE(w.completion->done());
+  EXPECT_THAT(w.completion->result(), IsOk());
+  EXPECT_FALSE(sysfs_exists(core(), mdev_path(kU1)));
+  EXPECT_TRUE(tb->runtime().timers().size() == 1u); // only the AP bus config timer is left
+}
+
+TEST_F(VfioApTest, AnInterruptedRemoveFailsWithEintrAndTheMdevStays) {
+  release_adapters("-5");
+  auto* m = create(kU1);
+  assign(kU1, {"5"}, {"4"});
+  ASSERT_THAT(tb->qemu()->start(*m, {.name = "stubborn", .honour_requests = false}), IsOk());
+  auto w = sysfs_write_blocking(core(), mdev_path(kU1) + "/remove", "1");
+  ASSERT_THAT(w.result, FailsWith(kEIocbQueued));
+  w.completion->cancel(EINTR); // the writer got SIGINT (the FUSE adapter cancels on INTERRUPT)
+  ASSERT_TRUE(w.completion->done());
+  EXPECT_THAT(w.completion->result(), FailsWith(EINTR));
+  EXPECT_FALSE(m->remove_pending());
+  EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1) + "/matrix"));
+  EXPECT_TRUE(m->opened());
+  EXPECT_EQ(tb->runtime().timers().size(), 1u); // no more device requests
+  // It can be removed later, once the guest is gone.
+  ASSERT_THAT(tb->qemu()->stop(kU1), IsOk());
   EXPECT_THAT(mw(kU1, "remove", "1"), IsOk());
+  EXPECT_FALSE(sysfs_exists(core(), mdev_path(kU1)));
+}
+
+TEST_F(VfioApTest, ACallerThatCannotWaitGetsEagain) {
+  release_adapters("-5");
+  auto* m = create(kU1);
+  ASSERT_THAT(tb->qemu()->start(*m), IsOk());
+  EXPECT_THAT(vfio().remove_mdev(*m), FailsWith(EAGAIN));
+  EXPECT_FALSE(m->remove_pending());
+  EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1)));
 }
 
 TEST_F(VfioApTest, RequestsAreLoggedEveryTenthCall) {
   auto* m = create(kU1);
-  auto fd = std::make_shared<vfio_ap::EventFd>();
+  auto fd = std::make_shared<EventFd>(tb->runtime());
   ASSERT_THAT(vfio().set_irq_eventfd(*m, vfio_ap::IrqIndex::Request, fd), IsOk());
   for (unsigned i = 0; i < 21; ++i) vfio().request(*m, i);
-  EXPECT_EQ(fd->count, 21u);
+  EXPECT_EQ(fd->count(), 21u);
   EXPECT_EQ(log_count("Relaying device request to user"), 3u); // #0, #10, #20
 }
 
@@ -193,7 +239,7 @@ TEST_F(VfioAp420, AGuestGetsTheRawMasksOnceAndAssignmentsThenFailWithEbusy) {
   assign(kU1, {"5", "6"}, {"4"}, {"4", "0x21"});
   // Unbinding a queue does not filter anything in 4.20.
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "06.0004"), IsOk());
-  auto g = vfio().guest_start(*m);
+  auto g = tb->qemu()->start(*m);
   ASSERT_THAT(g, IsOk());
   EXPECT_EQ((*g)->apm().list(), "5-6");
   EXPECT_EQ((*g)->aqm().list(), "4");
@@ -202,10 +248,10 @@ TEST_F(VfioAp420, AGuestGetsTheRawMasksOnceAndAssignmentsThenFailWithEbusy) {
   for (const char* attr : {"assign_adapter", "unassign_adapter", "assign_domain", "unassign_domain",
                            "assign_control_domain", "unassign_control_domain"})
     EXPECT_THAT(mw(kU1, attr, "garbage"), FailsWith(EBUSY)) << attr;
-  // remove fails with EBUSY while the KVM is attached (≤5.15).
+  // remove fails with EBUSY while the KVM is attached (4.20).
   EXPECT_THAT(mw(kU1, "remove", "1"), FailsWith(EBUSY));
   EXPECT_TRUE(sysfs_exists(core(), mdev_path(kU1) + "/matrix"));
-  ASSERT_THAT(vfio().guest_stop(*m), IsOk());
+  ASSERT_THAT(tb->qemu()->stop(m->name()), IsOk());
   EXPECT_TRUE((*g)->apm().none());
   EXPECT_THAT(mw(kU1, "unassign_adapter", "6"), IsOk());
   EXPECT_THAT(mw(kU1, "remove", "1"), IsOk());

@@ -95,16 +95,9 @@ TEST(VfioApModule, InitEmitsMatrixAddBindThenMdevStateRegistered) {
     EXPECT_FALSE(sysfs_exists(tb->core(), p)) << p;
 }
 
-TEST(VfioApModule, ProfileAndMdevCoreGenerationMustMatch) {
-  auto tb = boot_vfio(kVfioLpar, "6.16", false);
-  auto tb_guard = tb->lock(); // another machine: its own entry point
-  auto mb = mdev::MdevBus::create(tb->core(), {.legacy = true});
-  ASSERT_THAT(mb, IsOk());
-  EXPECT_THAT(
-      vfio_ap::VfioAp::create(*tb->ap_bus(), **mb, {.profile = vfio_ap::KernelProfile::V6_16}),
-      FailsWith(EINVAL));
-  EXPECT_THAT(vfio_ap::parse_kernel_profile("5.0"), FailsWith(EINVAL));
-  EXPECT_THAT(vfio_ap::parse_kernel_profile("4.20"), IsOkAndHolds(vfio_ap::KernelProfile::V4_20));
+TEST(VfioApModule, UnknownKernelProfilesAreRefused) {
+  EXPECT_THAT(profile::find_profile("5.0"), FailsWith(EINVAL));
+  EXPECT_EQ((*profile::find_profile("4.20"))->name, "4.20");
   testbed::Options opt;
   opt.topology = *topology::parse(kVfioLpar);
   opt.kernel_profile = "9.9";
@@ -166,8 +159,8 @@ TEST(VfioAp420Module, NoMdevStateEventForTheBusLessParent) {
   auto tb = boot_vfio(kVfioLpar, "4.20", false);
   auto tb_guard = tb->lock(); // another machine: its own entry point
   EventLog log(tb->core());
-  auto mb = mdev::MdevBus::create(tb->core(), {.legacy = true});
-  auto v = vfio_ap::VfioAp::create(*tb->ap_bus(), **mb, {.profile = vfio_ap::KernelProfile::V4_20});
+  auto mb = mdev::MdevBus::create(tb->core());
+  auto v = vfio_ap::VfioAp::create(*tb->ap_bus(), **mb);
   ASSERT_THAT(v, IsOk());
   for (const auto& e : log.events) {
     EXPECT_NE(e.devpath, "/devices/vfio_ap/matrix");
@@ -190,21 +183,26 @@ TEST_F(VfioApTest, TheQueueDriverTakesOnlyQueuesOutsideTheMasks) {
   EXPECT_THAT(read("/devices/ap/card07/07.0004/status"), IsOkAndHolds("unassigned\n"));
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "07.0004"), IsOk());
   EXPECT_FALSE(sysfs_exists(core(), "/devices/ap/card07/07.0004/status"));
-  EXPECT_EQ(vfio().queue(7, 4), nullptr);
+  EXPECT_EQ(vfio().queue({Apid{7}, Apqi{4}}), nullptr);
   // Cards are never vfio_ap's.
   EXPECT_THAT(sysfs_readlink(core(), "/devices/ap/card07/driver"),
               IsOkAndHolds("../../../bus/ap/drivers/cex4card"));
 }
 
-TEST_F(VfioApTest, ReservedForVfioApIsDecidedByTheDriversBoundListThroughTheCore) {
-  // Issue 5 scope 6: the check walks driver_for_each_device of the vfio_ap AP driver.
-  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 4)); // default-owned, bound to cex4queue
+class VfioAp515 : public VfioApTest {
+protected:
+  const char* profile() const override { return "5.15"; }
+};
+
+TEST_F(VfioAp515, ReservationIsBeingBoundToVfioApWhateverTheMasksSay) {
+  // vfio-ap.md §3.10 (≤5.19): the new id's APQNs must be queues bound to vfio_ap; a queue
+  // unbound from vfio_ap does not count although the masks still give it to vfio_ap.
+  create(kU1);
   release_adapters("-5");
-  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 4));
-  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 7));
-  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 8)); // no such queue
-  // Unbound from vfio_ap: no longer reserved, whatever the masks say.
   ASSERT_THAT(write("/bus/ap/drivers/vfio_ap/unbind", "05.0004"), IsOk());
-  EXPECT_FALSE(vfio().apqn_bound_to_vfio_ap(5, 4));
-  EXPECT_TRUE(vfio().apqn_bound_to_vfio_ap(5, 5));
+  EXPECT_THAT(mw(kU1, "assign_domain", "4"), FailsWith(EADDRNOTAVAIL)); // no (x, 4) on vfio_ap
+  EXPECT_THAT(mw(kU1, "assign_domain", "5"), IsOk());
+  EXPECT_THAT(mw(kU1, "assign_adapter", "5"), IsOk());                  // 05.0005 bound
+  EXPECT_THAT(mw(kU1, "assign_domain", "4"), FailsWith(EADDRNOTAVAIL)); // 05.0004 is not
+  EXPECT_THAT(mr(kU1, "matrix"), IsOkAndHolds("05.0005\n"));
 }

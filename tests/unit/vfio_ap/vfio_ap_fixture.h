@@ -49,7 +49,7 @@ inline constexpr const char* kTypeDir =
     "/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough";
 
 inline std::unique_ptr<testbed::Testbed> boot_vfio(std::string_view toml,
-                                                   const char* profile = "6.16", bool vfio = true) {
+                                                   const char* profile = "6.19", bool vfio = true) {
   auto topo = topology::parse(toml);
   EXPECT_TRUE(topo.has_value()) << (topo ? "" : topo.error().context);
   testbed::Options opt;
@@ -65,7 +65,7 @@ inline std::string mdev_path(const char* uuid) { return std::string(kMatrixDir) 
 
 class VfioApTest : public ::testing::Test {
 protected:
-  virtual const char* profile() const { return "6.16"; }
+  virtual const char* profile() const { return "6.19"; }
   void SetUp() override {
     tb = boot_vfio(kVfioLpar, profile());
     guard = tb->lock(); // the test body is the entry point

@@ -2,7 +2,7 @@
 // queue's `status` (vfio_ap_ops.c vfio_ap_mdev_attrs / vfio_queue_attrs, vfio_ap_drv.c
 // matrix_dev_attrs; vfio-ap.md §1.2, §3, §4.7). The rows only dispatch to VfioAp, which holds
 // the rules.
-#include "vfio_ap_private.h"
+#include "private.h"
 
 #include "apemu/vfio_ap/abi_names.h"
 
@@ -36,13 +36,22 @@ struct VfioApAttrs {
   }
   static Result<std::string> status_show(core::Device& d) {
     auto* q = static_cast<VfioApQueue*>(d.drvdata());
-    if (!q) return Error(ENODEV);
-    return q->vfio_ap().queue_status(*q);
+    if (!q || !d.driver()) return Error(ENODEV);
+    // The AP driver's data is the module (set at registration).
+    return static_cast<VfioAp*>(d.driver()->data())->queue_status(*q);
   }
-  /// 4.20 has no ap_config (added in 6.10) and no guest_matrix (6.0).
+  /// ap_config exists from 6.10, guest_matrix from 6.0 (dynamic configuration).
   static mode_t mdev_visible(core::Device& d, const core::DeviceAttribute& a) {
-    if (v(d).legacy() && (a.name == abi::kApConfig || a.name == abi::kGuestMatrix)) return 0;
+    const auto& p = v(d).profile();
+    if (a.name == abi::kApConfig) return p.vfio_ap_ap_config ? a.mode : 0;
+    if (a.name == abi::kGuestMatrix) return p.vfio_ap_dynamic_config ? a.mode : 0;
     return a.mode;
+  }
+  static mode_t matrix_visible(core::Device& d, const core::DeviceAttribute& a) {
+    return d.core()->profile().vfio_ap_features ? a.mode : 0;
+  }
+  static mode_t queue_visible(core::Device& d, const core::DeviceAttribute& a) {
+    return d.core()->profile().vfio_ap_queue_status ? a.mode : 0;
   }
 };
 
@@ -68,12 +77,13 @@ const core::DeviceAttributeGroup kMdevGroups[] = {{"", kMdevAttrs, VfioApAttrs::
 const core::DeviceAttribute kMatrixDevAttrs[] = {
     {abi::kFeatures, 0444, VfioApAttrs::features_show, nullptr},
 };
-const core::DeviceAttributeGroup kMatrixDevGroups[] = {{"", kMatrixDevAttrs}};
+const core::DeviceAttributeGroup kMatrixDevGroups[] = {
+    {"", kMatrixDevAttrs, VfioApAttrs::matrix_visible}};
 
 const core::DeviceAttribute kQueueAttrs[] = {
     {abi::kStatus, 0444, VfioApAttrs::status_show, nullptr},
 };
-const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs}};
+const core::DeviceAttributeGroup kQueueGroups[] = {{"", kQueueAttrs, VfioApAttrs::queue_visible}};
 
 } // namespace
 

@@ -1,28 +1,18 @@
 // Module init and exit of vfio_ap: the root device, the matrix bus, device and driver, the AP
 // queue driver and the mdev registration (drivers/s390/crypto/vfio_ap_drv.c and
 // vfio_ap_mdev_register; vfio-ap.md §1.1, §1.5, §1.6; driver-core.md §4.7).
+#include "apemu/base/assert.h"
+#include "apemu/base/parse.h"
 #include "apemu/vfio_ap/abi_names.h"
-#include "apemu/vfio_ap/vfio_ap.h"
-#include "vfio_ap_private.h"
+#include "private.h"
 
 namespace apemu::vfio_ap {
 
-Result<KernelProfile> parse_kernel_profile(std::string_view text) {
-  if (text == "6.16") return KernelProfile::V6_16;
-  if (text == "4.20") return KernelProfile::V4_20;
-  return Error(EINVAL, "unknown kernel profile '" + std::string(text) + "' (6.16 or 4.20)");
-}
-
-std::string_view kernel_profile_name(KernelProfile p) {
-  return p == KernelProfile::V4_20 ? "4.20" : "6.16";
-}
-
-Result<std::unique_ptr<VfioAp>> VfioAp::create(ap::ApBus& bus, mdev::MdevBus& mdevs,
-                                               VfioApOptions opt) {
+Result<std::unique_ptr<VfioAp>> VfioAp::create(ap::ApBus& bus, mdev::MdevBus& mdevs) {
   bus.core().held();
-  if (mdevs.legacy() != (opt.profile == KernelProfile::V4_20))
-    return Error(EINVAL, "the mdev core generation does not match the vfio_ap profile");
-  std::unique_ptr<VfioAp> v(new VfioAp(bus, mdevs, opt));
+  if (&mdevs.core() != &bus.core())
+    return Error(EINVAL, "the mdev core and the AP bus belong to different machines");
+  std::unique_ptr<VfioAp> v(new VfioAp(bus, mdevs));
   if (auto r = v->init(); !r) {
     v->teardown();
     return r.error();
@@ -37,9 +27,10 @@ VfioAp::~VfioAp() {
 
 Result<void> VfioAp::init() {
   core::Core& c = core();
+  const profile::KernelProfile& p = profile();
   // Step 2 of §1.5 (AP instructions available) always holds here: the machine has an AP bus.
   APEMU_TRY(m_root, c.root_device_register(std::string(abi::kVfioAp), std::string(abi::kVfioAp)));
-  if (!legacy()) {
+  if (p.vfio_ap_matrix_bus) {
     // The private bus only gives the matrix device a subsystem; no match callback: everything
     // matches, so the matrix driver binds the device at registration.
     core::BusType matrix_bus;
@@ -48,14 +39,14 @@ Result<void> VfioAp::init() {
   }
   // The cached host configuration (PQAP(QCI) when facility 12 is installed, else zeros).
   set_info(m_bus->hw().qci());
-  m_queues.resize(ap::kMaxApIds * ap::kMaxApIds);
+  m_queues.resize(kMaxApIds * kMaxApIds);
 
   auto matrix = core::Device::create<core::Device>(std::string(abi::kMatrix), [](core::Device&) {});
   matrix->set_parent(m_root.get());
   if (m_matrix_bus) matrix->set_bus(m_matrix_bus);
   APEMU_TRY_VOID(c.device_add(*matrix));
   m_matrix = std::move(matrix);
-  if (!legacy()) {
+  if (m_matrix_bus) {
     core::DriverOps drv;
     drv.name = std::string(abi::kVfioAp);
     drv.suppress_bind_attrs = true;
@@ -69,17 +60,18 @@ Result<void> VfioAp::init() {
   apdrv.base.mod_name = std::string(abi::kVfioAp);
   apdrv.base.probe = [this](core::Device& d) { return queue_probe(d); };
   apdrv.base.remove = [this](core::Device& d) { queue_remove(d); };
+  apdrv.base.dev_groups = queue_attr_groups();
   apdrv.card_driver = false;
   apdrv.default_driver = false;
-  if (!legacy()) {
-    apdrv.base.dev_groups = queue_attr_groups();
-    apdrv.in_use = [this](const ap::Mask256& apm, const ap::Mask256& aqm) {
+  if (p.vfio_ap_dynamic_config) {
+    apdrv.in_use = [this](const ApidMask& apm, const ApqiMask& aqm) {
       return resource_in_use(apm, aqm);
     };
     apdrv.on_config_changed = [this] { on_config_changed(); };
     apdrv.on_scan_complete = [this] { on_scan_complete(); };
   }
   APEMU_TRY(m_ap_driver, m_bus->register_driver(std::move(apdrv)));
+  m_ap_driver->set_data(this);
 
   mdev::MdevDriverOps md;
   md.base.name = std::string(abi::kVfioApMdev);
@@ -89,26 +81,30 @@ Result<void> VfioAp::init() {
   md.base.dev_groups = mdev_attr_groups();
   md.device_api = std::string(abi::kDeviceApi);
   md.max_instances = abi::kMaxInstances;
-  // ≤6.0 vfio_ap counted instances itself and answered EPERM (§1.4).
-  md.exhausted_errno = legacy() ? EPERM : EUSERS;
+  md.exhausted_errno = p.mdev_exhausted_errno;
   md.unregister_vfio_dev = [this](mdev::MdevDevice& d) { return mdev_unregister_wait(d); };
   APEMU_TRY(m_mdev_driver, m_mdevs->register_driver(std::move(md)));
-  // 6.16: the prefix is the bound matrix driver's name; 4.20: the kernel had forced the
-  // matrix device's driver pointer to the AP driver `vfio_ap` (see the header).
+  // With the matrix bus the type prefix is the bound matrix driver's name; the bus-less 4.20
+  // matrix device had its driver pointer forced to the AP driver `vfio_ap` (§1.6), which
+  // apemu cannot do (binding only through the core), so the prefix is passed explicitly.
   APEMU_TRY(m_parent, m_mdevs->register_parent(
                           *m_matrix, *m_mdev_driver,
                           {{std::string(abi::kTypeSysfsName), std::string(abi::kTypeName)}},
-                          legacy() ? std::string(abi::kVfioAp) : std::string()));
+                          m_matrix_bus ? std::string() : std::string(abi::kVfioAp)));
   return {};
 }
 
 void VfioAp::teardown() {
   core::Core& c = core();
   if (m_parent) {
-    // Unregistering the parent removes every mdev; their users must have closed them (the
-    // kernel would block here), so detach the guests first.
-    for (MatrixMdev* m : mdevs())
-      if (m->opened()) (void)guest_stop(*m);
+    // Unregistering the parent removes every mdev. Their users (the Testbed's QEMU role stops
+    // its guests first) must be gone: devices still open are released as the VFIO core does
+    // for a process that exits.
+    std::vector<std::string> open;
+    for (const auto& m : m_list)
+      if (m->opened()) open.push_back(m->name());
+    for (const auto& name : open)
+      if (MatrixMdev* m = find_mdev(name)) close_device(*m);
     m_mdevs->unregister_parent(m_parent);
     m_parent = nullptr;
   }
@@ -133,5 +129,74 @@ void VfioAp::teardown() {
 }
 
 mdev::MdevType& VfioAp::mdev_type() const { return *m_parent->types().front(); }
+
+// ---- lookups ------------------------------------------------------------------------------------
+
+MatrixMdev& VfioAp::mdev_of(core::Device& d) { return *static_cast<MatrixMdev*>(d.drvdata()); }
+
+std::string VfioAp::mdev_prefix(const MatrixMdev& m) const {
+  // dev_warn: "<driver> <device>: "
+  return m.mdev().driver_string() + " " + m.name() + ": ";
+}
+
+void VfioAp::set_info(const ap::Qci& qci) {
+  if (qci.available) {
+    m_info = qci;
+  } else {
+    // No QCI: the cached block stays all zero (§1.5, §2.2).
+    m_info = ap::Qci{};
+    m_info.available = false;
+    m_info.apsc = m_info.apxa = m_info.qact = m_info.rc8a = m_info.apsb = false;
+    m_info.na = m_info.nd = 0;
+  }
+}
+
+void VfioAp::init_maxes(ApMatrix& mx) const {
+  // vfio_ap_matrix_init: Na/Nd with APXA, else 63/15/15 (§2.2).
+  mx.apm_max = m_info.apxa ? m_info.na : 63;
+  mx.aqm_max = m_info.apxa ? m_info.nd : 15;
+  mx.adm_max = m_info.apxa ? m_info.nd : 15;
+}
+
+ApMatrix VfioAp::init_matrix() const {
+  ApMatrix mx;
+  init_maxes(mx);
+  return mx;
+}
+
+std::vector<MatrixMdev*> VfioAp::mdevs() const {
+  std::vector<MatrixMdev*> out;
+  out.reserve(m_list.size());
+  for (auto it = m_list.rbegin(); it != m_list.rend(); ++it) out.push_back(it->get());
+  return out;
+}
+
+MatrixMdev* VfioAp::find_mdev(std::string_view uuid) const {
+  auto parsed = parse_uuid(uuid);
+  if (!parsed) return nullptr;
+  const std::string name = parsed->str();
+  for (const auto& m : m_list)
+    if (m->name() == name) return m.get();
+  return nullptr;
+}
+
+MatrixMdev* VfioAp::mdev_for_apqn(Apqn q) const {
+  // The first mdev in list order (newest first) whose matrix holds the APQN.
+  MatrixMdev* best = nullptr;
+  for (MatrixMdev* m : m_by_apid[id(q.apid)])
+    if (m->m_matrix.aqm.test(q.apqi) && (!best || m->seq() > best->seq())) best = m;
+  return best;
+}
+
+std::vector<VfioApQueue*> VfioAp::linked_queues(const MatrixMdev& m) const {
+  std::vector<VfioApQueue*> out;
+  m.m_matrix.apm.for_each([&](Apid a) {
+    m.m_matrix.aqm.for_each([&](Apqi d) {
+      VfioApQueue* q = queue({a, d});
+      if (q && q->m_mdev == &m) out.push_back(q);
+    });
+  });
+  return out;
+}
 
 } // namespace apemu::vfio_ap

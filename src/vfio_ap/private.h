@@ -1,5 +1,4 @@
-// vfio_ap-private declarations shared by vfio_ap_drv.cpp, vfio_ap_ops.cpp and
-// vfio_ap_attrs.cpp (drivers/s390/crypto/vfio_ap_private.h).
+// vfio_ap-private declarations shared by its files (drivers/s390/crypto/vfio_ap_private.h).
 #pragma once
 
 #include <span>
@@ -14,10 +13,7 @@ namespace apemu::vfio_ap {
 std::span<const core::DeviceAttributeGroup> mdev_attr_groups();
 /// The matrix driver's dev_groups: `features` [6.12+].
 std::span<const core::DeviceAttributeGroup> matrix_dev_groups();
-/// The AP queue driver's dev_groups: `status` [~6.1+].
+/// The AP queue driver's dev_groups: `status` [~6.2+].
 std::span<const core::DeviceAttributeGroup> queue_attr_groups();
-
-/// "%02x.%04x".
-std::string apqn_name(unsigned apid, unsigned apqi);
 
 } // namespace apemu::vfio_ap
