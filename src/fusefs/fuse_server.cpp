@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -298,8 +299,10 @@ struct FuseServer::Impl {
         if (item.change) deliver(*item.change);
         else send_write_reply(item.reply_to, item.outcome);
       }
+      const std::size_t n = batch.size();
+      batch = {}; // freed without q_mutex: no allocator call under a lock the handlers take
       lk.lock();
-      delivered += batch.size();
+      delivered += n;
       done_cv.notify_all();
     }
   }
@@ -359,11 +362,23 @@ Impl& impl_of(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req
 
 /// Runs a request body with exactly one reply guaranteed: C callbacks must not throw, so an
 /// exception becomes ENOMEM/EIO if nothing was sent yet.
+/// True when the request comes from a thread of this process (see Options::refuse_own_process).
+/// FUSE gives the caller's thread id; tgkill with signal 0 only checks that the thread is ours.
+bool from_own_process(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return ctx && ctx->pid > 0 && ::syscall(SYS_tgkill, ::getpid(), ctx->pid, 0) == 0;
+}
+
 template <class Body> void serve(const char* op, fuse_req_t req, Body&& body) {
   Reply r(req);
   try {
     Impl& s = impl_of(req);
     s.count(op);
+    if (s.opt.refuse_own_process && from_own_process(req)) {
+      // Never a release: this process opens nothing on its own mount.
+      (void)r.error(ENOENT);
+      return;
+    }
     (void)body(r, s);
   } catch (const std::bad_alloc&) {
     if (!r.done()) r.error(ENOMEM);

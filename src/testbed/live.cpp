@@ -54,6 +54,7 @@ Result<std::unique_ptr<LiveSession>> LiveSession::start(Testbed& tb, const LiveO
   }
   fusefs::Options fo;
   fo.on_lost = opt.on_mount_lost;
+  fo.refuse_own_process = opt.refuse_own_process;
   if (opt.persist) {
     fo.after_store = [&tb] { return tb.persist(); };
     tb.runtime().set_after_work([&tb] {

@@ -379,6 +379,7 @@ Result<int> run_isolated(const RunOptions& opt) {
   LiveOptions lo;
   lo.persist = !opt.state_dir.empty();
   lo.mountpoint = "/sys";
+  lo.refuse_own_process = true; // glibc's own reads of /sys must not reach the tree
   lo.netlink = true; // safe: this is a private network namespace
   lo.udev_root = "/run/udev";
   lo.control_socket = "/run/apemu/ctl.sock";

@@ -6,7 +6,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdint>
 #include <cstdio>
+#include <limits>
+#include <type_traits>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "apemu/ap/ap_mask.h"
@@ -123,6 +127,15 @@ struct Reader {
   template <class T> Result<T> get(const json& j, const std::string& key, const std::string& at) const {
     auto it = j.find(key);
     if (it == j.end()) return bad(at + "/" + key, "missing");
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      // Integers only, in T's range: nlohmann would convert 1e300 or -1 without a word.
+      if (!it->is_number_integer()) return bad(at + "/" + key, "wrong type");
+      const bool fits = it->is_number_unsigned()
+                            ? it->template get<std::uint64_t>() <= std::uint64_t(std::numeric_limits<T>::max())
+                            : std::in_range<T>(it->template get<std::int64_t>());
+      if (!fits) return bad(at + "/" + key, "out of range");
+      return it->template get<T>();
+    }
     try {
       return it->get<T>();
     } catch (const json::exception&) {
@@ -163,6 +176,7 @@ Result<void> restore_hardware(Testbed& tb, const Reader& r, const json& h) {
   for (std::size_t i = 0; i < ads->size(); ++i) {
     const json& a = (*ads)[i];
     const std::string at = "/hardware/adapters/" + std::to_string(i);
+    if (!a.is_object()) return r.bad(at, "not an object");
     ap::Adapter ad;
     APEMU_TRY(unsigned idn, r.get<unsigned>(a, "id", at));
     if (idn > q.na) return r.bad(at + "/id", "above na");
@@ -216,6 +230,7 @@ Result<void> restore_bus(Testbed& tb, const Reader& r, const json& j) {
   for (std::size_t i = 0; i < j.at("overrides").size(); ++i) {
     const json& o = j.at("overrides")[i];
     const std::string at = "/overrides/" + std::to_string(i);
+    if (!o.is_object()) return r.bad(at, "not an object");
     APEMU_TRY(std::string qname, r.get<std::string>(o, "queue", at));
     APEMU_TRY(std::string ov, r.get<std::string>(o, "override", at));
     APEMU_TRY(std::string drv, r.get<std::string>(o, "driver", at));
@@ -238,8 +253,8 @@ Result<void> restore_bus(Testbed& tb, const Reader& r, const json& j) {
     if (auto res = bus.store_aqmask(aqmask.hex()); !res) return Reader::step(r.source, "aqmask", res.error());
   // zcrypt's soft-offline flags.
   for (const auto& c : j.at("offline_cards")) {
-    if (!c.is_number_unsigned() || c.get<unsigned>() > 255) return r.bad("/offline_cards", "not an id");
-    if (ap::ApCard* card = bus.card(to_apid(c.get<unsigned>())))
+    if (!c.is_number_unsigned() || c.get<std::uint64_t>() > 255) return r.bad("/offline_cards", "not an id");
+    if (ap::ApCard* card = bus.card(to_apid(static_cast<unsigned>(c.get<std::uint64_t>()))))
       if (auto res = ap::Zcrypt::set_card_online(*card, false); !res)
         return Reader::step(r.source, "card online", res.error());
   }
@@ -258,6 +273,7 @@ Result<void> restore_mdevs(Testbed& tb, const Reader& r, const json& mdevs) {
   for (std::size_t i = 0; i < mdevs.size(); ++i) {
     const json& m = mdevs[i];
     const std::string at = "/mdevs/" + std::to_string(i);
+    if (!m.is_object()) return r.bad(at, "not an object");
     APEMU_TRY(std::string uuid, r.get<std::string>(m, "uuid", at));
     APEMU_TRY(std::string type, r.get<std::string>(m, "type", at));
     if (type != v.mdev_type().dir_name()) return r.bad(at + "/type", "unknown mdev type");
@@ -294,8 +310,14 @@ Result<void> state_restore(Testbed& tb, std::string_view payload, const std::str
   if (kernel != tb.core().profile().name)
     return r.bad("/kernel", "saved with --kernel " + kernel + ", not " +
                                 std::string(tb.core().profile().name));
-  for (const char* key : {"hardware", "bus", "offline_cards", "offline_queues", "overrides"})
-    if (tb.ap_bus() && !j.contains(key)) return r.bad(std::string("/") + key, "missing");
+  // The kind of every container is checked here, so the steps below never meet a JSON type
+  // they do not expect (found by fuzz/state_file_fuzz.cpp: `"overrides": "x"` threw).
+  for (const char* key : {"hardware", "bus"})
+    if (tb.ap_bus() && (!j.contains(key) || !j.at(key).is_object()))
+      return r.bad(std::string("/") + key, "missing or not an object");
+  for (const char* key : {"offline_cards", "offline_queues", "overrides"})
+    if (tb.ap_bus() && (!j.contains(key) || !j.at(key).is_array()))
+      return r.bad(std::string("/") + key, "missing or not an array");
   if (tb.ap_bus()) {
     APEMU_TRY_VOID(restore_hardware(tb, r, j.at("hardware")));
     APEMU_TRY_VOID(restore_bus(tb, r, j));

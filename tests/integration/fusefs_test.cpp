@@ -753,6 +753,51 @@ TEST_F(FuseFsTest, UnmountRightAfterMountReturns) {
   EXPECT_FALSE(is_mounted(m_dir));
 }
 
+// `apemu run` mounts the tree as its own /sys, where glibc reads /sys/devices/system/cpu/online
+// by itself (get_nprocs from malloc's arena setup or sysconf), possibly while that thread holds a
+// lock a request handler needs: found as a hung `apemu run` whose invalidation thread waited in
+// such a LOOKUP while a handler held the model lock and waited for the thread's queue lock. With
+// refuse_own_process, a request from any thread of the server's process is answered at once
+// with ENOENT, without the model lock; other processes see the tree as before.
+TEST_F(FuseFsTest, OwnProcessRequestsFailWithEnoentWithoutTheModelLock) {
+  server->unmount();
+  fusefs::Options o;
+  o.refuse_own_process = true;
+  auto srv = fusefs::FuseServer::mount(core.tree(), m_dir, o);
+  ASSERT_THAT(srv, IsOk());
+  server = std::move(*srv);
+
+  std::atomic<int> err{-1};
+  {
+    auto g = core.lock(); // a handler that needed it would wait until the end of this scope
+    std::thread t([&] {
+      struct stat st;
+      err = ::stat(p("/devices/system/cpu/online").c_str(), &st) == 0 ? 0 : errno;
+    });
+    const bool answered = wait_until([&] { return err.load() != -1; });
+    g.unlock();
+    t.join();
+    EXPECT_TRUE(answered) << "a request of the server's own process waited for the model lock";
+  }
+  EXPECT_EQ(err.load(), ENOENT);
+  auto own = stat_path(p("/bus/foo")); // an existing path, from this process
+  ASSERT_FALSE(own);
+  EXPECT_EQ(own.error().code, ENOENT);
+
+  // Another process (a forked child) sees the tree.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    struct stat st;
+    const bool bus = ::stat(p("/bus/foo/devices/foo1").c_str(), &st) == 0;
+    const bool missing = ::stat(p("/devices/system").c_str(), &st) != 0 && errno == ENOENT;
+    ::_exit(bus && missing ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
+
 TEST_F(FuseFsTest, LookupCountsAreKept) {
   const auto before = server->inode_count();
   ASSERT_THAT(stat_path(p("/devices/foo2/hwtype")), IsOk());

@@ -66,6 +66,12 @@ struct Options {
   /// (`umount DIR` from outside, or the connection aborted). The server should then be
   /// unmounted and destroyed by its owner; requests are no longer served.
   std::function<void()> on_lost;
+  /// Requests made by the server's own process (any of its threads) fail with ENOENT at once,
+  /// without the model lock. Needed where the mount is the process's own /sys (`apemu run`):
+  /// glibc reads /sys/devices/system/cpu/online on its own (get_nprocs, from malloc's arena
+  /// setup, sysconf), possibly while the thread holds a lock that a request handler needs; an
+  /// answer that takes no lock cannot deadlock, and glibc then falls back to /proc.
+  bool refuse_own_process = false;
 };
 
 /// A mounted, running FUSE filesystem over one kernfs::Tree.

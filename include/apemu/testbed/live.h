@@ -37,6 +37,8 @@ struct LiveOptions {
   /// Called (on a FUSE thread) when the mount is taken away from outside (see
   /// fusefs::Options::on_lost).
   std::function<void()> on_mount_lost;
+  /// fusefs::Options::refuse_own_process: set when the mount is this process's own /sys.
+  bool refuse_own_process = false;
 };
 
 class LiveSession {

@@ -1,6 +1,8 @@
 // Persistent state (issue 9 item 5, include/apemu/testbed/state.h): a machine changed at run
 // time is saved and a fresh machine restored from the same directory shows the same tree; a
 // torn or corrupt file is refused with its path and offset and nothing is restored.
+#include <nlohmann/json.hpp>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -222,6 +225,45 @@ TEST_F(StateTest, AWellFramedButInvalidValueNamesItsJsonPath) {
   auto r = b->enable_state(dir);
   ASSERT_THAT(r, FailsWith(EINVAL));
   EXPECT_THAT(r.error().context, HasSubstr(dir + "/state: /bus/apmask: not a mask"));
+}
+
+// Found by fuzz/state_file_fuzz.cpp: a well-framed payload whose values have another JSON type
+// than the restore expects (`"overrides": "x"` ended apemu with an uncaught exception at start;
+// a number like 1e300 was converted to an integer). Each is refused with EINVAL and its path.
+TEST_F(StateTest, ValuesOfTheWrongJsonKindAreRefusedWithTheirPath) {
+  std::string payload;
+  {
+    auto a = boot();
+    auto g = a->lock();
+    payload = testbed::state_snapshot(*a);
+  }
+  const nlohmann::json good = nlohmann::json::parse(payload);
+  struct Case {
+    std::function<void(nlohmann::json&)> edit;
+    std::string path;
+  };
+  const std::vector<Case> cases = {
+      {[](nlohmann::json& j) { j["overrides"] = "x"; }, "/overrides: missing or not an array"},
+      {[](nlohmann::json& j) { j["overrides"] = {1}; }, "/overrides/0: not an object"},
+      {[](nlohmann::json& j) { j["offline_queues"] = 5; }, "/offline_queues: missing or not an array"},
+      {[](nlohmann::json& j) { j["offline_cards"] = {4294967296ull}; }, "/offline_cards: not an id"},
+      {[](nlohmann::json& j) { j["bus"] = {1, 2}; }, "/bus: missing or not an object"},
+      {[](nlohmann::json& j) { j["mdevs"] = {"x"}; }, "/mdevs/0: not an object"},
+      {[](nlohmann::json& j) { j["hardware"]["adapters"] = {true}; }, "/hardware/adapters/0: not an object"},
+      {[](nlohmann::json& j) { j["hardware"]["na"] = 1e300; }, "/hardware/na: wrong type"},
+      {[](nlohmann::json& j) { j["hardware"]["na"] = -1; }, "/hardware/na: out of range"},
+      {[](nlohmann::json& j) { j["bus"]["config_time"] = 4294967301ull; }, "/bus/config_time: out of range"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    c.edit(j);
+    std::ofstream(dir + "/state", std::ios::binary | std::ios::trunc) << testbed::state_encode(j.dump());
+    auto b = boot();
+    auto g = b->lock();
+    auto r = b->enable_state(dir);
+    ASSERT_THAT(r, FailsWith(EINVAL)) << c.path;
+    EXPECT_THAT(r.error().context, HasSubstr(dir + "/state: " + c.path));
+  }
 }
 
 TEST(StateFraming, DecodeChecksEveryPartOfTheFrame) {
