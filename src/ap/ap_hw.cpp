@@ -59,22 +59,27 @@ Result<void> ApHardware::add_adapter(Adapter a) {
                              std::string(mode_name(a.mode)) + " mode");
   a.apxa = m_qci.apxa;
   m_qci.apm.set(a.id);
-  m_adapters[a.id] = std::move(a);
+  const Apid id = a.id;
+  Adapter& slot = m_adapters[id] = std::move(a);
+  m_index.at[apemu::id(id)] = &slot;
   return {};
 }
 
 Result<void> ApHardware::remove_adapter(Apid a) {
   if (!m_adapters.erase(a)) return Error(ENODEV);
+  m_index.at[id(a)] = nullptr;
   m_qci.apm.clear(a);
   return {};
 }
 
 Adapter* ApHardware::adapter(Apid a) {
+  if (Adapter* p = m_index.at[id(a)]) return p;
   auto it = m_adapters.find(a);
   return it == m_adapters.end() ? nullptr : &it->second;
 }
 
 const Adapter* ApHardware::adapter(Apid a) const {
+  if (const Adapter* p = m_index.at[id(a)]) return p;
   auto it = m_adapters.find(a);
   return it == m_adapters.end() ? nullptr : &it->second;
 }

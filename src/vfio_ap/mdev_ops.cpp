@@ -121,26 +121,30 @@ void VfioAp::hot_unplug(MatrixMdev& m, const ApidMask& apids, const ApqiMask& ap
   // vfio_ap_mdev_hot_unplug_adapters, then _domains, with the old matrix in place: each
   // unlinks the queues of the removed ids, takes them out of the shadow (an APCB write when
   // that changed it) and resets those the guest could use.
-  auto unplug = [&](auto each_apqn, bool gone, auto shrink) {
-    std::vector<VfioApQueue*> qlist;
-    each_apqn([&](Apqn apqn) {
-      VfioApQueue* q = queue(apqn);
-      if (!q || q->m_mdev != &m) return;
-      q->m_mdev = nullptr;
-      if (m.m_shadow.contains(apqn)) qlist.push_back(q);
-    });
-    if (gone) {
-      shrink();
+  std::vector<VfioApQueue*> qlist;
+  auto unlink = [&](Apqn apqn) {
+    VfioApQueue* q = queue(apqn);
+    if (!q || q->m_mdev != &m) return;
+    q->m_mdev = nullptr;
+    if (m.m_shadow.contains(apqn)) qlist.push_back(q);
+  };
+  if (apids.any()) {
+    apids.for_each([&](Apid a) { m.m_matrix.aqm.for_each([&](Apqi d) { unlink({a, d}); }); });
+    if (m.m_shadow.apm.intersects(apids)) {
+      m.m_shadow.apm = m.m_shadow.apm.minus(apids);
       update_guest_apcb(m);
     }
     (void)reset_queues(qlist);
-  };
-  if (apids.any())
-    unplug([&](auto fn) { apids.for_each([&](Apid a) { m.m_matrix.aqm.for_each([&](Apqi d) { fn(Apqn{a, d}); }); }); },
-           m.m_shadow.apm.intersects(apids), [&] { m.m_shadow.apm = m.m_shadow.apm.minus(apids); });
-  if (apqis.any())
-    unplug([&](auto fn) { m.m_matrix.apm.for_each([&](Apid a) { apqis.for_each([&](Apqi d) { fn(Apqn{a, d}); }); }); },
-           m.m_shadow.aqm.intersects(apqis), [&] { m.m_shadow.aqm = m.m_shadow.aqm.minus(apqis); });
+    qlist.clear();
+  }
+  if (apqis.any()) {
+    m.m_matrix.apm.for_each([&](Apid a) { apqis.for_each([&](Apqi d) { unlink({a, d}); }); });
+    if (m.m_shadow.aqm.intersects(apqis)) {
+      m.m_shadow.aqm = m.m_shadow.aqm.minus(apqis);
+      update_guest_apcb(m);
+    }
+    (void)reset_queues(qlist);
+  }
 }
 
 void VfioAp::commit(MatrixMdev& m, const ApMatrix& next, Refilter refilter) {
@@ -161,8 +165,9 @@ void VfioAp::commit(MatrixMdev& m, const ApMatrix& next, Refilter refilter) {
     if (VfioApQueue* q = queue(apqn)) q->m_mdev = &m;
   };
   added_apm.for_each([&](Apid a) { next.aqm.for_each([&](Apqi d) { link({a, d}); }); });
-  next.apm.minus(added_apm).for_each(
-      [&](Apid a) { added_aqm.for_each([&](Apqi d) { link({a, d}); }); });
+  if (added_aqm.any())
+    next.apm.minus(added_apm).for_each(
+        [&](Apid a) { added_aqm.for_each([&](Apqi d) { link({a, d}); }); });
   if (!profile().vfio_ap_dynamic_config) return; // ≤5.19: no shadow; the guest got raw masks
   // 4. The guest's view.
   ApidMask filtered;

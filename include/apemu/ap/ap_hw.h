@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -126,9 +127,24 @@ public:
   TapqResult tapq(Apqn q) const;
 
 private:
+  /// m_adapters by id, for the hot paths (tapq runs for every queue a reset touches). A copy
+  /// starts empty and adapter() then falls back to the map, so no copy can point into another
+  /// machine's nodes; a move keeps the map's nodes and so the pointers.
+  struct Index {
+    std::array<Adapter*, 256> at{};
+    Index() = default;
+    Index(const Index&) {}
+    Index& operator=(const Index&) {
+      at.fill(nullptr);
+      return *this;
+    }
+    Index(Index&&) = default;
+    Index& operator=(Index&&) = default;
+  };
   Qci m_qci;
   bool m_interrupts = true;
   std::map<Apid, Adapter> m_adapters;
+  Index m_index;
 };
 
 } // namespace apemu::ap
