@@ -2,10 +2,28 @@
 BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
+# ASan+UBSan build of the unit and integration tests (make test runs it after the normal suite).
+ASAN_BUILD ?= build-asan
+# libFuzzer targets (clang): `make fuzz` runs each for FUZZ_SECONDS, `make test` for
+# TEST_FUZZ_SECONDS (fuzz/README.md).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+TEST_FUZZ_SECONDS ?= 15
+# The sanitizer and fuzz builds use -O1 (ASan's usual level): a third of -O2's compile time.
+SAN_CMAKE = -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g" \
+            -DAPEMU_BENCH=OFF
+# Sanitizer runtime options: any report fails (UBSan halts; LeakSanitizer checks at exit). The
+# reports of every instrumented process, the daemons the integration tests start included, go
+# to $(SAN_LOGS), which must stay empty.
+SAN_LOGS = $(CURDIR)/$(ASAN_BUILD)/sanitizer-logs
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:log_path=$(SAN_LOGS)/asan \
+          UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(SAN_LOGS)/ubsan
+
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all deps configure build sysroot run test bench install package-test clean
+.PHONY: all deps configure build sysroot run test bench install package-test clean asan-build \
+        asan-test fuzz-build fuzz
 
 all: build
 
@@ -27,6 +45,32 @@ run: build
 
 test: build sysroot
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory asan-test
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
+# The unit and integration tests built with -fsanitize=address,undefined (g++); the s390-tools
+# tests share the normal build's s390x sysroot. ASAN_EXCLUDE (a ctest -E regex) can leave tests out.
+ASAN_EXCLUDE ?= ^$$
+asan-build: deps
+	@[ -f $(ASAN_BUILD)/build.ninja ] || cmake -S . -B $(ASAN_BUILD) -G Ninja -DAPEMU_SANITIZE=ON \
+	  $(SAN_CMAKE) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+asan-test: asan-build sysroot
+	@for f in s390x-sysroot s390x-sysroot.unavailable; do \
+	  if [ -e $(BUILD)/$$f ]; then ln -sfn $(CURDIR)/$(BUILD)/$$f $(ASAN_BUILD)/$$f; fi; done
+	@rm -rf $(SAN_LOGS) && mkdir -p $(SAN_LOGS)
+	cd $(ASAN_BUILD) && $(SAN_ENV) ctest --output-on-failure -j $(JOBS) -E '$(ASAN_EXCLUDE)'; \
+	  rc=$$?; if [ -n "$$(ls -A $(SAN_LOGS))" ]; then \
+	    echo "asan-test: sanitizer reports:"; tail -n +1 $(SAN_LOGS)/*; exit 1; fi; exit $$rc
+
+fuzz-build: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) \
+	  -G Ninja -DAPEMU_FUZZ=ON $(SAN_CMAKE) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+
+fuzz: fuzz-build
+	./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 bench: build
 	./$(BUILD)/bench/core_bench
@@ -52,4 +96,4 @@ package-test: deps
 	./scripts/package-test.sh $(BUILD) $(JOBS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

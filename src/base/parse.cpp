@@ -57,6 +57,8 @@ Result<std::int64_t> kstrtoll(std::string_view s, unsigned base) {
   if (!s.empty() && s.front() == '-') {
     neg = true;
     s.remove_prefix(1);
+    // kstrtoll parses the digits after '-' with _kstrtoull, which takes no '+': "-+5" is EINVAL.
+    if (!s.empty() && s.front() == '+') return Error(EINVAL);
   }
   APEMU_TRY(std::uint64_t u, kstrtoull(s, base));
   if (neg) {
@@ -120,9 +122,12 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view s) {
   std::size_t i = 0;
   std::uint64_t whole = 0, frac = 0, frac_scale = 1;
   const std::size_t start = i;
+  // Saturate far above 100 days in ns (8.64e15) and judge the range once the unit is known:
+  // "1e14ns" is 28 hours, and a bad unit is EINVAL however large the number.
+  bool huge = false;
   for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
-    if (whole > 1'000'000'000'000ull) return Error(ERANGE);
-    whole = whole * 10 + static_cast<unsigned>(s[i] - '0');
+    if (whole > 10'000'000'000'000'000ull) huge = true;
+    else whole = whole * 10 + static_cast<unsigned>(s[i] - '0');
   }
   bool digits = i > start;
   if (i < s.size() && s[i] == '.') {
@@ -145,6 +150,7 @@ Result<std::chrono::nanoseconds> parse_duration(std::string_view s) {
   else if (unit == "m") ns_per = 60'000'000'000ull;
   else if (unit == "h") ns_per = 3'600'000'000'000ull;
   else return Error(EINVAL, "unknown unit '" + std::string(unit) + "' (ns, us, ms, s, m, h)");
+  if (huge) return Error(ERANGE, "more than 100 days");
   const long double total = static_cast<long double>(whole) * ns_per +
                             static_cast<long double>(frac) * ns_per / frac_scale;
   if (total > 100.0L * 86400 * 1e9) return Error(ERANGE, "more than 100 days");

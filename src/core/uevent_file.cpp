@@ -30,7 +30,15 @@ Result<SyntheticUevent> parse_synthetic_uevent(std::string_view text) {
   constexpr std::size_t kUuidLen = 36;
   if (args.size() < kUuidLen || !is_uuid(args.substr(0, kUuidLen)))
     return Error(EINVAL, "incorrect uevent action arguments");
-  out.vars.emplace_back("SYNTH_UUID", std::string(args.substr(0, kUuidLen)));
+  // kobject_action_args collects the arguments in an environment of their own, with the uevent
+  // limits: an argument that does not fit is EINVAL there (before the event's ENOMEM).
+  uevent::Env limits;
+  auto add = [&](std::string key, std::string_view value) -> Result<void> {
+    if (!limits.add(key, value)) return Error(EINVAL, "incorrect uevent action arguments");
+    out.vars.emplace_back(std::move(key), std::string(value));
+    return {};
+  };
+  APEMU_TRY_VOID(add("SYNTH_UUID", args.substr(0, kUuidLen)));
   args.remove_prefix(kUuidLen);
   while (!args.empty()) {
     // Each further argument is " KEY=VALUE", separated by exactly one space.
@@ -43,7 +51,7 @@ Result<SyntheticUevent> parse_synthetic_uevent(std::string_view text) {
     std::string_view key = pair.substr(0, eq), value = pair.substr(eq + 1);
     if (!all_alnum(key) || !all_alnum(value))
       return Error(EINVAL, "incorrect uevent action arguments");
-    out.vars.emplace_back("SYNTH_ARG_" + std::string(key), std::string(value));
+    APEMU_TRY_VOID(add("SYNTH_ARG_" + std::string(key), value));
     args = end == std::string_view::npos ? std::string_view{} : args.substr(end);
   }
   return out;

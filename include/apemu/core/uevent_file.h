@@ -19,8 +19,9 @@ struct SyntheticUevent {
 };
 
 /// Parses `ACTION [UUID [KEY=VALUE ...]]` (one trailing '\n' or '\0' ignored).
-/// Returns: EINVAL for an empty input, an unknown action, an invalid UUID, or any argument that
-/// is not ` KEY=VALUE` with alphanumeric key and value.
+/// Returns: EINVAL for an empty input, an unknown action, an invalid UUID, any argument that is
+/// not ` KEY=VALUE` with alphanumeric key and value, or arguments beyond the uevent limits
+/// (64 variables, 2048 bytes, SYNTH_UUID included; kobject_action_args).
 Result<SyntheticUevent> parse_synthetic_uevent(std::string_view text);
 
 } // namespace apemu::core

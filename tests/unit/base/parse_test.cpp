@@ -36,6 +36,14 @@ TEST(Kstrtoll, SignedRange) {
   EXPECT_THAT(kstrtoll("-9223372036854775808", 10), IsOkAndHolds(INT64_MIN));
 }
 
+// Found by fuzz/kstrto_fuzz: the '+' that kstrtoull skips must not follow kstrtoll's '-'.
+TEST(Kstrtoll, RejectsPlusAfterMinusWithEinval) {
+  EXPECT_THAT(kstrtoll("-+5", 10), FailsWith(EINVAL));
+  EXPECT_THAT(kstrtoll("-+0", 0), FailsWith(EINVAL));
+  EXPECT_THAT(kstrtoll("+5", 10), IsOkAndHolds(5));
+  EXPECT_THAT(kstrtoll("-0", 10), IsOkAndHolds(0));
+}
+
 TEST(Kstrtobool, KernelSpellings) {
   for (auto s : {"1", "y", "Y", "t", "T", "on", "ON", "oN\n", "yes"})
     EXPECT_THAT(kstrtobool(s), IsOkAndHolds(true)) << s;
@@ -55,6 +63,21 @@ TEST(SscanfInt, RejectsPlusAcceptsMinusAndIgnoresTheRest) {
   EXPECT_THAT(sscanf_int("010", 0), IsOkAndHolds(8));
   EXPECT_THAT(sscanf_int("", 10), FailsWith(EINVAL));
   EXPECT_THAT(sscanf_int("x", 10), FailsWith(EINVAL));
+}
+
+// Found by fuzz/kstrto_fuzz: the range was judged digit by digit, before the unit, so a long
+// number with a bad unit was ERANGE instead of EINVAL, and 1e14 ns (28 hours) was ERANGE.
+TEST(ParseDuration, BadUnitIsEinvalHoweverLargeAndRangeIsJudgedInTheUnit) {
+  EXPECT_THAT(parse_duration("666666666666666666666F\n"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_duration("99999999999999999999999999x"), FailsWith(EINVAL));
+  EXPECT_THAT(parse_duration("100000000000000ns"),
+              IsOkAndHolds(std::chrono::nanoseconds(100000000000000)));
+  EXPECT_THAT(parse_duration("8640000000000000ns"),
+              IsOkAndHolds(std::chrono::nanoseconds(8640000000000000))); // exactly 100 days
+  EXPECT_THAT(parse_duration("8640000000000001ns"), FailsWith(ERANGE));
+  EXPECT_THAT(parse_duration("99999999999999999999999999ns"), FailsWith(ERANGE));
+  EXPECT_THAT(parse_duration("2400h"), IsOkAndHolds(std::chrono::hours(2400)));
+  EXPECT_THAT(parse_duration("2401h"), FailsWith(ERANGE));
 }
 
 TEST(SysfsStreq, OneTrailingNewlineOnEitherSide) {

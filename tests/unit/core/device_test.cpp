@@ -187,6 +187,29 @@ TEST_F(CoreTest, SyntheticUeventsOnADevice) {
   EXPECT_EQ(ev.events.size(), 2u);
 }
 
+// Found by fuzz/uevent_file_fuzz: kobject_action_args adds the arguments to an environment of
+// its own, and one that does not fit is EINVAL ("incorrect uevent action arguments"); only an
+// event that overflows with the kset variables added is ENOMEM.
+TEST_F(CoreTest, SyntheticUeventArgumentsBeyondTheLimitsAreEinval) {
+  auto x = add_device("x");
+  EventLog ev(core);
+  const std::string head = "change 0123abcd-4567-89ab-cdef-0123456789ab";
+  std::string args63, args64;
+  for (int i = 0; i < 63; ++i) args63 += " K" + std::to_string(i) + "=v";
+  args64 = args63 + " K63=v";
+  // SYNTH_UUID and 63 arguments fill the 64 variables; the event then overflows: ENOMEM.
+  EXPECT_THAT(sysfs_write(core, "/devices/x/uevent", head + args63), FailsWith(ENOMEM));
+  EXPECT_THAT(sysfs_write(core, "/devices/x/uevent", head + args64), FailsWith(EINVAL));
+  // 2048 bytes: SYNTH_UUID=<uuid>\0 takes 48 and SYNTH_ARG_K=<value>\0 13 more, so a value
+  // of 1987 characters is the longest that fits.
+  EXPECT_THAT(sysfs_write(core, "/devices/x/uevent", head + " K=" + std::string(1988, 'a')),
+              FailsWith(EINVAL));
+  EXPECT_THAT(sysfs_write(core, "/devices/x/uevent", head + " K=" + std::string(1987, 'a')),
+              FailsWith(ENOMEM));
+  EXPECT_TRUE(core::parse_synthetic_uevent(head + " K=" + std::string(1987, 'a')).has_value());
+  EXPECT_TRUE(ev.events.empty());
+}
+
 TEST(SyntheticUeventGrammar, FuzzedInputsNeverCrashAndOnlyEinval) {
   // A deterministic fuzz loop over the grammar (the libFuzzer target reuses the same parser).
   std::uint32_t s = 12345;
