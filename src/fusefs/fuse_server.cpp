@@ -516,13 +516,20 @@ bool from_own_process(fuse_req_t req) {
   return ctx && ctx->pid > 0 && ::syscall(SYS_tgkill, ::getpid(), ctx->pid, 0) == 0;
 }
 
+/// Requests on an open file or directory handle (see serve()).
+bool acts_on_a_handle(std::string_view op) {
+  return op == "read" || op == "write" || op == "release" || op == "readdir" ||
+         op == "readdirplus" || op == "releasedir";
+}
+
 template <class Body> void serve(const char* op, fuse_req_t req, Body&& body) {
   Reply r(req);
   try {
     Impl& s = impl_of(req);
     s.count(op);
-    if (s.opt.refuse_own_process && from_own_process(req)) {
-      // Never a release: this process opens nothing on its own mount.
+    // Only requests that name a path or an inode need the check: reads, writes and releases act
+    // on handles that a refused LOOKUP or OPEN never gave this process, so they skip the syscall.
+    if (s.opt.refuse_own_process && !acts_on_a_handle(op) && from_own_process(req)) {
       (void)r.error(ENOENT);
       return;
     }
